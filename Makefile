@@ -1,0 +1,57 @@
+# radiopal — two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install sysdeps lint docs bench fuzz loadtest clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[all,dev]'
+	touch $(STAMP)
+
+install: $(STAMP) sysdeps
+
+# Graphviz `dot` renders the reasoning graph to SVG; Chromium drives the HTML report's browser test.
+# Installed with apt-get when we are root on Debian; otherwise we say how, and radiopal still writes DOT and JSON.
+sysdeps:
+	@missing=""; command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
+	 command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	 if [ -n "$$missing" ]; then \
+	   if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	     echo "installing Debian packages:$$missing"; \
+	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	       || echo "warning: could not install$$missing; SVG and browser tests will be skipped"; \
+	   else \
+	     echo "note: missing$$missing. Install with: sudo apt-get install$$missing (SVG needs graphviz's dot)"; \
+	   fi; \
+	 fi
+
+demo: install
+	$(BIN)/radiopal recommend examples/patient-mcrpc.yaml --format text --graph out/demo-graph.svg
+	@echo "reasoning graph written to out/demo-graph.svg (and .dot/.json beside it)"
+
+test: install
+	$(BIN)/ruff check engine tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/radiopal lint
+
+docs: install
+	$(BIN)/python -m radiopal.docgen docs/reference
+	$(BIN)/mkdocs build --strict --site-dir site
+
+bench: install
+	$(BIN)/python benchmarks/bench_engine.py
+
+fuzz: install
+	RADIOPAL_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest -q tests/test_fuzz.py
+
+loadtest: install
+	$(BIN)/python benchmarks/loadtest_service.py
+
+clean:
+	rm -rf $(VENV) out site build dist

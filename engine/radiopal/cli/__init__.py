@@ -1,0 +1,61 @@
+"""The ``radiopal`` command line.
+
+Each subcommand is a module of this package with ``register(subparsers)``, which adds its parser and sets
+``func`` to a callable ``(args) -> int``. Errors radiopal raises on purpose become one line per problem on stderr and
+exit code 2; nothing a user types produces a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+from ..errors import RadiopalError
+
+# Listed here so each subcommand lives in its own module; a module that is not there (yet) is simply not offered.
+COMMANDS = ("recommend", "explain", "test", "lint", "diff", "serve", "audit", "cohort", "synth")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available subcommand."""
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="radiopal",
+        description="Decision support for painful bone metastases (radionuclides, EBRT, surgery, bone-health agents). "
+        "It supports clinicians; it does not prescribe.",
+    )
+    parser.add_argument("--version", action="version", version=f"radiopal {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            continue
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``radiopal`` script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except RadiopalError as exc:
+        for line in exc.lines():
+            print(f"radiopal: error: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("radiopal: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
