@@ -68,10 +68,12 @@ def load_document(path: str | Path, *, kind: str = "document", max_bytes: int = 
     name = str(path)
     try:
         raw = p.read_bytes()
-    except IsADirectoryError:
-        raise InputError(f"{name}: is a directory, expected a {kind} file", [Problem("is a directory", file=name)])
+    except IsADirectoryError as exc:
+        raise InputError(f"{name}: is a directory, expected a {kind} file",
+                         [Problem("is a directory", file=name)]) from exc
     except OSError as exc:
-        raise InputError(f"{name}: cannot read: {exc.strerror}", [Problem(f"cannot read: {exc.strerror}", file=name)])
+        raise InputError(f"{name}: cannot read: {exc.strerror}",
+                         [Problem(f"cannot read: {exc.strerror}", file=name)]) from exc
     return load_text(raw, file=name, kind=kind, as_json=p.suffix.lower() == ".json", max_bytes=max_bytes)
 
 

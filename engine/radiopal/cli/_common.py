@@ -37,7 +37,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
-        os.replace(tmp, target)
+        Path(tmp).replace(target)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise InputError(f"{target}: cannot write: {exc.strerror}",

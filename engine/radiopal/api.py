@@ -1,0 +1,93 @@
+"""The stable Python API: compile a rule base once, evaluate many patients (thread-safe)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .catalogue import Catalogue, load_catalogue
+from .patient.facts import build_facts
+from .patient.load import PatientDocument, load_patient, parse_patient
+from .resolve import collect_advisories, decide, missing_data, resolve_statuses
+from .resources import rules_dir
+from .result import Result
+from .rulebase.compile import CompiledRuleBase, compile_rules
+from .rulebase.load import LoadedRules, load_rules
+from .rulebase.model import Rule
+from .run import Runner, on_fire
+from .vocabulary import Vocabulary
+
+__all__ = ["RuleBase", "load_patient", "load_rulebase"]
+
+
+class RuleBase:
+    """A compiled rule base. Build it with :func:`load_rulebase`; call :meth:`evaluate` per patient.
+
+    One instance can serve many threads at once: each thread gets its own experta engine.
+    """
+
+    def __init__(self, loaded: LoadedRules) -> None:
+        self.loaded = loaded
+        self.compiled: CompiledRuleBase = compile_rules(loaded, on_fire)
+        self._runner = Runner(self.compiled)
+        self._lock = threading.Lock()
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """Every rule, in file order."""
+        return self.loaded.rules
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return self.loaded.vocabulary
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.loaded.catalogue
+
+    @property
+    def version(self) -> str:
+        """Rule-base version: every file's area and version."""
+        return self.compiled.version
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the rule content: changes whenever any rule changes."""
+        return self.compiled.digest
+
+    @property
+    def folder(self) -> str:
+        return self.loaded.folder
+
+    def evaluate(self, patient: PatientDocument | Mapping[str, Any] | str | Path) -> Result:
+        """Decide every therapy for one patient (a validated document, a dict following contract §A, or a path).
+
+        Raises :class:`radiopal.InputError` for an invalid document.
+        """
+        doc = _as_document(patient)
+        table = build_facts(doc, self.vocabulary)
+        state = self._runner.run(table, lambda s: resolve_statuses(s, self.catalogue))
+        decisions = decide(state, self.catalogue)
+        return Result(doc, table, state, decisions, collect_advisories(state, self.catalogue),
+                      missing_data(decisions), self)
+
+
+def _as_document(patient: PatientDocument | Mapping[str, Any] | str | Path) -> PatientDocument:
+    if isinstance(patient, PatientDocument):
+        return patient
+    if isinstance(patient, (str, Path)):
+        return load_patient(patient)
+    return parse_patient(patient)
+
+
+def load_rulebase(path: str | Path | None = None, *, kb: str | Path | None = None) -> RuleBase:
+    """Parse, validate, type-check and compile a rule base (default: the shipped ``rules/``).
+
+    ``kb`` selects another knowledge-base folder for the catalogue (default: the shipped ``kb/``).
+    Raises :class:`radiopal.RulebaseError` with file:line:column for every authoring problem.
+    """
+    catalogue = load_catalogue(kb) if kb is not None else None
+    loaded = load_rules(path if path is not None else rules_dir(), catalogue=catalogue)
+    return RuleBase(loaded)

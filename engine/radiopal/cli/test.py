@@ -1,0 +1,43 @@
+"""``radiopal test [PATHS...]``: run scenario files (contract §C) and report ``N passed, M failed``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ._common import add_rules_option
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("test", help="run scenario files against the rule base",
+                            description="Run scenario files (a folder means every *.yaml in it). Prints each "
+                                        "failure with expected vs actual and the deciding rules; exits 1 on failure.")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only failures and the summary")
+    parser.add_argument("--coverage", metavar="OUT", nargs="?", const="coverage.json",
+                        help="also report rule and condition coverage (JSON written to OUT, default coverage.json)")
+    add_rules_option(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..api import load_rulebase
+    from ..scenarios import format_failure, run_scenarios
+
+    rulebase = load_rulebase(args.rules)
+    outcomes = run_scenarios(args.paths, rulebase)
+    passed = sum(1 for o in outcomes if o.passed)
+    failed = len(outcomes) - passed
+    for outcome in outcomes:
+        if outcome.passed:
+            if not args.quiet:
+                print(f"ok   {outcome.path} ({outcome.patient_id})")
+        else:
+            print("\n".join(format_failure(outcome)))
+    if args.coverage:
+        from ..coverage import report_coverage
+
+        report_coverage(rulebase, outcomes, args.coverage, sys.stdout)
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1

@@ -1,0 +1,201 @@
+"""The reasoning graph: input values → facts → rule firings (with citations) → decisions, as plain data first.
+
+Nodes have stable ids (``input:labs.platelets``, ``fact:plt_current``, ``rule:ELIG-GEN-10@sr89``,
+``decision:sr89``, ``advisory:ADV-FLARE``); edges are ``derived-from`` (input → fact), ``used-by`` (fact → rule),
+``derives`` (rule → fact), ``concluded`` (rule → decision), ``overridden`` (rule → decision, a weaker status that
+lost) and ``emits`` (rule → advisory). DOT is derived from the data; SVG needs Graphviz's ``dot``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, Problem
+
+STATUS_COLOURS = {
+    "recommended": "#1b7837",
+    "eligible": "#5aae61",
+    "deferred": "#e08214",
+    "insufficient_data": "#8073ac",
+    "not_indicated": "#878787",
+    "contraindicated": "#b2182b",
+}
+
+
+@dataclass
+class ReasoningGraph:
+    """Nodes and edges as plain dicts, sorted, so the same input gives the same bytes."""
+
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    edges: list[dict[str, str]] = field(default_factory=list)
+
+    def add_node(self, node_id: str, kind: str, label: str, **attrs: Any) -> None:
+        node = self.nodes.setdefault(node_id, {"id": node_id, "kind": kind, "label": label})
+        node.update({k: v for k, v in attrs.items() if v is not None})
+
+    def add_edge(self, source: str, target: str, kind: str, label: str = "") -> None:
+        edge = {"source": source, "target": target, "kind": kind}
+        if label:
+            edge["label"] = label
+        if edge not in self.edges:
+            self.edges.append(edge)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data: ``{"nodes": [...], "edges": [...]}``, sorted by id."""
+        return {
+            "nodes": [self.nodes[k] for k in sorted(self.nodes)],
+            "edges": sorted(self.edges, key=lambda e: (e["source"], e["target"], e["kind"], e.get("label", ""))),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+
+    def subgraph(self, therapy: str) -> ReasoningGraph:
+        """The part of the graph that leads to one therapy's decision."""
+        target = f"decision:{therapy}"
+        keep = {target}
+        frontier = [target]
+        incoming: dict[str, list[dict[str, str]]] = {}
+        for e in self.edges:
+            incoming.setdefault(e["target"], []).append(e)
+        while frontier:
+            node = frontier.pop()
+            for e in incoming.get(node, []):
+                if e["source"] not in keep:
+                    keep.add(e["source"])
+                    frontier.append(e["source"])
+        for e in self.edges:  # advisories emitted by the kept rules
+            if e["kind"] == "emits" and e["source"] in keep:
+                keep.add(e["target"])
+        sub = ReasoningGraph({k: v for k, v in self.nodes.items() if k in keep})
+        sub.edges = [e for e in self.edges if e["source"] in keep and e["target"] in keep]
+        return sub
+
+    def to_dot(self, title: str = "radiopal reasoning graph") -> str:
+        """Graphviz DOT source, grouped by therapy, decisions coloured by status, edges labelled."""
+        import graphviz
+
+        dot = graphviz.Digraph("radiopal", comment=title)
+        dot.attr(rankdir="LR", fontname="Helvetica", fontsize="10", label=title, labelloc="t")
+        dot.attr("node", fontname="Helvetica", fontsize="9", shape="box", style="rounded,filled", fillcolor="#ffffff")
+        dot.attr("edge", fontname="Helvetica", fontsize="8")
+        data = self.to_dict()
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for node in data["nodes"]:
+            groups.setdefault(str(node.get("group", "")), []).append(node)
+        for group, nodes in sorted(groups.items()):
+            target = dot
+            sub = None
+            if group:
+                sub = graphviz.Digraph(name=f"cluster_{_dot_id(group)}")
+                sub.attr(label=group, style="rounded", color="#bbbbbb")
+                target = sub
+            for node in nodes:
+                target.node(_dot_id(node["id"]), _dot_label(node), **_dot_style(node))
+            if sub is not None:
+                dot.subgraph(sub)
+        for edge in data["edges"]:
+            style = {"overridden": {"style": "dashed", "color": "#999999"},
+                     "concluded": {"penwidth": "1.6"}}.get(edge["kind"], {})
+            dot.edge(_dot_id(edge["source"]), _dot_id(edge["target"]), label=edge.get("label", edge["kind"]), **style)
+        return dot.source
+
+    def write(self, path: str | Path, title: str = "radiopal reasoning graph") -> list[Path]:
+        """Write the graph by suffix (.json, .dot, .svg). SVG also writes the .dot and .json beside it.
+
+        Returns the files written. Without Graphviz's ``dot`` an .svg request writes DOT and JSON and raises
+        :class:`InputError` saying how to install it.
+        """
+        from .cli._common import write_atomic
+
+        target = Path(path)
+        suffix = target.suffix.lower()
+        if suffix == ".json":
+            write_atomic(target, self.to_json())
+            return [target]
+        if suffix == ".dot":
+            write_atomic(target, self.to_dot(title))
+            return [target]
+        if suffix != ".svg":
+            raise InputError(f"{path}: unknown graph format {suffix or '(none)'}",
+                             [Problem("unknown graph format; expected .json, .dot or .svg", file=str(path))])
+        dot_path, json_path = target.with_suffix(".dot"), target.with_suffix(".json")
+        source = self.to_dot(title)
+        write_atomic(dot_path, source)
+        write_atomic(json_path, self.to_json())
+        svg = render_svg(source)
+        if svg is None:
+            raise InputError(
+                f"{path}: Graphviz 'dot' is not installed; wrote {dot_path} and {json_path} instead",
+                [Problem("Graphviz 'dot' is not installed, so no SVG was rendered",
+                         file=str(path), hint=f"install it with `apt-get install graphviz`; DOT and JSON were "
+                                              f"written to {dot_path} and {json_path}")],
+            )
+        write_atomic(target, svg)
+        return [target, dot_path, json_path]
+
+
+def render_svg(dot_source: str, timeout: float = 60.0) -> str | None:
+    """Render DOT to SVG with Graphviz's ``dot``; None when ``dot`` is not installed."""
+    exe = shutil.which("dot")
+    if exe is None:
+        return None
+    proc = subprocess.run([exe, "-Tsvg"], input=dot_source.encode("utf-8"), capture_output=True, timeout=timeout,
+                          check=False)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode("utf-8")
+
+
+def _dot_id(node_id: str) -> str:
+    return "n_" + "".join(c if c.isalnum() else "_" for c in node_id) + f"_{abs(hash_stable(node_id)) % 100000}"
+
+
+def hash_stable(text: str) -> int:
+    """A hash that does not change between runs (Python's hash() is salted)."""
+    value = 0
+    for ch in text.encode("utf-8"):
+        value = (value * 131 + ch) % 2_147_483_647
+    return value
+
+
+def _dot_label(node: dict[str, Any]) -> str:
+    kind = node["kind"]
+    label = str(node["label"])
+    if kind == "rule":
+        tag = f"[{node.get('verification', '')}]"
+        label = f"{node.get('rule_id', '')} {tag}\\n{label}\\n{node.get('strength', '')}; {node.get('citation_short', '')}"
+        if node.get("overridden"):
+            label += "\\n(overridden)"
+    elif kind == "decision":
+        label = f"{node.get('therapy')}: {node.get('status')}"
+        if node.get("earliest_date"):
+            label += f"\\nfrom {node['earliest_date']}"
+        if node.get("dose_mg") is not None:
+            label += f"\\n{node['dose_mg']} mg"
+    elif kind in ("fact", "input"):
+        label = f"{label}\\n= {node.get('display', '')}"
+    if node.get("unverified"):
+        label += "\\n[U] unverified"
+    return label
+
+
+def _dot_style(node: dict[str, Any]) -> dict[str, str]:
+    kind = node["kind"]
+    if kind == "decision":
+        return {"fillcolor": STATUS_COLOURS.get(str(node.get("status")), "#ffffff"), "fontcolor": "#ffffff",
+                "shape": "box", "style": "filled,bold"}
+    if kind == "rule":
+        colour = STATUS_COLOURS.get(str(node.get("status", "")), "#f7f7f7")
+        style = "rounded,filled,dashed" if node.get("overridden") else "rounded,filled"
+        return {"fillcolor": "#ffffff", "color": colour, "style": style, "penwidth": "1.5"}
+    if kind == "advisory":
+        return {"shape": "note", "fillcolor": "#fff7bc"}
+    if kind == "input":
+        return {"shape": "box", "fillcolor": "#deebf7"}
+    return {"shape": "ellipse", "fillcolor": "#f0f0f0"}

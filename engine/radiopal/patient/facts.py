@@ -1,0 +1,172 @@
+"""Build the facts the rules see from a validated patient document.
+
+Each fact is known (with its value in the vocabulary's canonical unit) or unknown (with the document field paths
+whose absence or staleness made it unknown — those paths become ``missing_data``, contract §A.4).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InputError, Problem
+from ..vocabulary import FactSpec, Vocabulary, load_vocabulary
+from . import derive
+from .load import PatientDocument
+from .units import convert
+
+LABS_MAX_AGE_DAYS = 7  # DATA-04 [V-sec SNM]: "not more than 7 d before treatment"
+
+
+@dataclass(frozen=True, eq=False)
+class FactValue:
+    """A fact for one patient: known with a value, or unknown with the paths that are missing.
+
+    Compared and hashed by identity, so it can ride inside an experta fact whatever its value holds.
+    """
+
+    name: str
+    known: bool
+    value: Any = None
+    missing: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    original: Any = None
+    note: str = ""
+
+    @staticmethod
+    def of(name: str, value: Any, sources: tuple[str, ...] = (), original: Any = None, note: str = "") -> FactValue:
+        return FactValue(name, True, value, (), sources, original, note)
+
+    @staticmethod
+    def unknown(name: str, missing: tuple[str, ...], sources: tuple[str, ...] = (), note: str = "") -> FactValue:
+        return FactValue(name, False, None, tuple(sorted(set(missing))), sources or missing, None, note)
+
+
+@dataclass
+class FactTable:
+    """All facts of one patient, by name, plus the evaluation date."""
+
+    evaluation_date: dt.date
+    facts: dict[str, FactValue] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> FactValue:
+        return self.facts[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.facts
+
+    def __iter__(self) -> Iterator[FactValue]:
+        return iter(self.facts.values())
+
+    def get(self, name: str) -> FactValue | None:
+        return self.facts.get(name)
+
+    def value(self, name: str) -> Any:
+        """The value of a known fact, else None."""
+        fact = self.facts.get(name)
+        return fact.value if fact is not None and fact.known else None
+
+
+def get_path(data: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path, or None when any part is absent or null."""
+    node: Any = data
+    for key in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+        if node is None:
+            return None
+    return node
+
+
+def build_facts(doc: PatientDocument, vocabulary: Vocabulary | None = None) -> FactTable:
+    """Build every vocabulary fact for ``doc`` (derived ones after the ones they read)."""
+    vocab = vocabulary or load_vocabulary()
+    table = FactTable(doc.evaluation_date)
+    pending = []
+    for spec in vocab.facts.values():
+        if spec.derived_by:
+            continue
+        origin = spec.origin
+        if "derive" in origin:
+            pending.append(spec)
+        elif "lab" in origin:
+            table.facts[spec.name] = _lab_fact(doc, spec, table)
+        elif "path" in origin:
+            table.facts[spec.name] = _path_fact(doc, spec)
+    # Lab facts marked `current` need labs_current, which is itself derived: build that first.
+    derived_order = sorted(pending, key=lambda s: s.name != "labs_current")
+    for spec in derived_order:
+        table.facts[spec.name] = derive.compute(spec.origin["derive"], spec.name, doc, table)
+    for spec in vocab.facts.values():
+        if "lab" in spec.origin and spec.origin.get("current"):
+            table.facts[spec.name] = _current(table.facts[spec.name], table)
+    return table
+
+
+def _path_fact(doc: PatientDocument, spec: FactSpec) -> FactValue:
+    path = spec.origin["path"]
+    raw = get_path(doc.data, path)
+    if raw is None:
+        if "default" in spec.origin:
+            default = spec.origin["default"]
+            value = tuple(default) if isinstance(default, list) else default
+            return FactValue.of(spec.name, value, (path,), note="default (omitted in the document)")
+        return FactValue.unknown(spec.name, (path,))
+    return FactValue.of(spec.name, _typed(spec, raw, path), (path,), original=raw)
+
+
+def _typed(spec: FactSpec, raw: Any, path: str) -> Any:
+    if spec.type == "date":
+        return dt.date.fromisoformat(raw)
+    if spec.type == "number":
+        return float(raw)
+    if spec.type == "string_list":
+        return tuple(str(x) for x in raw)
+    if spec.type == "list":
+        return tuple(_entry(spec, item) for item in raw)
+    return raw
+
+
+def _entry(spec: FactSpec, item: Mapping[str, Any]) -> Mapping[str, Any]:
+    out = {}
+    for name, value in item.items():
+        field_spec = spec.fields.get(name)
+        if value is not None and field_spec is not None and field_spec.type == "date":
+            value = dt.date.fromisoformat(value)
+        out[name] = value
+    return out
+
+
+def _lab_fact(doc: PatientDocument, spec: FactSpec, table: FactTable) -> FactValue:
+    lab = spec.origin["lab"]
+    path = f"labs.{lab}"
+    labs = doc.data.get("labs")
+    if not isinstance(labs, Mapping):
+        return FactValue.unknown(spec.name, (path, "labs.date"))
+    raw = labs.get(lab)
+    if not isinstance(raw, Mapping) or raw.get("value") is None:
+        return FactValue.unknown(spec.name, (path,))
+    quantity = spec.origin["quantity"]
+    try:
+        value = convert(raw["value"], raw["unit"], quantity, spec.unit)
+    except KeyError as exc:  # the schema limits units per lab, so this is a vocabulary/units mismatch
+        raise InputError(
+            f"{path}.unit: unit {raw.get('unit')!r} cannot be converted to {spec.unit}",
+            [Problem(f"unit {raw.get('unit')!r} cannot be converted to {spec.unit}", path=f"{path}.unit")],
+        ) from exc
+    original = {"value": raw["value"], "unit": raw["unit"]}
+    return FactValue.of(spec.name, value, (path,), original=original)
+
+
+def _current(fact: FactValue, table: FactTable) -> FactValue:
+    """DATA-04: labs older than 7 days count as absent for the radionuclides; the path reported is labs.date."""
+    if not fact.known:
+        return fact
+    current = table.facts["labs_current"]
+    if current.known and current.value:
+        return fact
+    note = current.note or "labs date unknown"
+    return FactValue.unknown(fact.name, ("labs.date",), (*fact.sources, "labs.date"), note=f"stale: {note}")

@@ -1,0 +1,249 @@
+"""The result of evaluating one patient: contract §B output, the reasoning graph, and the raw firings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from . import CONTRACT_VERSION, DISCLAIMER
+from .conditions import Compare, Outcome
+from .graph import ReasoningGraph
+from .patient.facts import FactTable, FactValue, get_path
+from .patient.load import PatientDocument
+from .resolve import AdvisoryOut, Decision
+from .run import Firing, RunState
+
+if TYPE_CHECKING:
+    from .api import RuleBase
+
+NORMALISED = (
+    ("plt_10e9_L", "plt"),
+    ("anc_10e9_L", "anc"),
+    ("wbc_10e9_L", "wbc"),
+    ("hb_g_dL", "hb"),
+    ("ca_corr_mmol_L", "ca_corr"),
+    ("crcl_mL_min", "crcl"),
+)
+
+
+def display(value: Any, unit: str | None = None) -> str:
+    """A value as a clinician reads it: dates ISO, numbers without trailing zeros, with the unit."""
+    if value is None:
+        return "unknown"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, (tuple, list)):
+        if value and isinstance(value[0], dict):
+            return f"{len(value)} entr{'y' if len(value) == 1 else 'ies'}"
+        text = ", ".join(str(v) for v in value) if value else "none"
+    else:
+        text = str(value)
+    if unit and unit not in ("1", "a"):
+        text += f" {unit}"
+    return text
+
+
+@dataclass
+class Result:
+    """Decisions for one patient, with everything needed to explain them."""
+
+    patient: PatientDocument
+    facts: FactTable
+    state: RunState
+    decisions: list[Decision]
+    advisories: list[AdvisoryOut]
+    missing_data: list[str]
+    rulebase: RuleBase
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def decision(self, therapy: str) -> Decision:
+        """The decision for one therapy id."""
+        for d in self.decisions:
+            if d.therapy == therapy:
+                return d
+        raise KeyError(therapy)
+
+    @property
+    def firings(self) -> list[Firing]:
+        return self.state.firings
+
+    def to_dict(self) -> dict[str, Any]:
+        """Contract §B.1 output (plus ``rulebase`` and ``disclaimer``), ready for JSON."""
+        decisions = []
+        for d in self.decisions:
+            item: dict[str, Any] = {
+                "therapy": d.therapy,
+                "status": d.status,
+                "earliest_date": d.earliest_date.isoformat() if d.earliest_date else None,
+                "dose_mg": d.dose_mg,
+                "reasons": list(d.reasons),
+            }
+            if d.unverified:
+                item["unverified"] = True
+            decisions.append(item)
+        advisories = []
+        for a in self.advisories:
+            adv: dict[str, Any] = {"id": a.id}
+            if a.therapy:
+                adv["therapy"] = a.therapy
+            adv["rule"] = a.rule
+            adv["text"] = a.text
+            if a.unverified:
+                adv["unverified"] = True
+            advisories.append(adv)
+        normalised = {key: _plain(self.facts.value(fact)) for key, fact in NORMALISED}
+        return {
+            "schema_version": CONTRACT_VERSION,
+            "patient_id": self.patient.patient_id,
+            "evaluation_date": self.patient.evaluation_date.isoformat(),
+            "decisions": decisions,
+            "advisories": advisories,
+            "missing_data": list(self.missing_data),
+            "normalised": normalised,
+            "rulebase": {"version": self.rulebase.version, "hash": self.rulebase.digest},
+            "disclaimer": DISCLAIMER,
+        }
+
+    def to_json(self) -> str:
+        """The contract output as JSON text; the same input gives the same bytes."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+    @cached_property
+    def graph(self) -> ReasoningGraph:
+        """The reasoning graph of this evaluation."""
+        return build_graph(self)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value) if abs(value) < 1e15 else value
+    return value
+
+
+def _rule_node_id(firing: Firing) -> str:
+    rule = firing.compiled.rule
+    return f"rule:{rule.key}" + (f"@{firing.therapy}" if firing.therapy else "")
+
+
+def _condition_lines(outcome: Outcome | None) -> list[dict[str, Any]]:
+    if outcome is None:
+        return []
+    out = []
+    for o in outcome.walk():
+        node = o.node
+        if isinstance(node, Compare):
+            out.append({"id": node.cid, "test": node.describe(), "result": o.value.value,
+                        "observed": display(o.observed) if o.value.value != "unknown" else "unknown",
+                        "fact": node.name})
+    return out
+
+
+def build_graph(result: Result) -> ReasoningGraph:
+    """Build the reasoning graph from the firings and decisions of ``result``."""
+    graph = ReasoningGraph()
+    vocab = result.rulebase.vocabulary
+    catalogue = result.rulebase.catalogue
+    doc = result.patient.data
+    decided: dict[int, tuple[str, str]] = {}
+    for d in result.decisions:
+        for f in d.deciding + d.indication:
+            decided[id(f)] = ("concluded", d.status)
+        for f in d.overridden:
+            decided.setdefault(id(f), ("overridden", d.status))
+    for d in result.decisions:
+        graph.add_node(f"decision:{d.therapy}", "decision", d.therapy, therapy=d.therapy, status=d.status,
+                       earliest_date=d.earliest_date.isoformat() if d.earliest_date else None, dose_mg=d.dose_mg,
+                       reasons=list(d.reasons), unverified=d.unverified or None, default=d.is_default or None,
+                       group=d.therapy)
+    for firing in result.firings:
+        rule = firing.compiled.rule
+        node_id = _rule_node_id(firing)
+        edge_kind, final = decided.get(id(firing), ("", ""))
+        sources = [
+            {"key": k, "citation": catalogue.references[k].citation, "url": catalogue.references[k].url}
+            for k in rule.sources if k in catalogue.references
+        ]
+        conclusion = rule.then.status or ("derives " + rule.then.derive if rule.then.derive else "advisory")
+        graph.add_node(
+            node_id, "rule", rule.title, rule_id=rule.id, variant=rule.variant or None, strength=rule.strength,
+            verification=rule.verification, unverified=rule.is_unverified or None, sources=sources,
+            citation_short=", ".join(rule.sources), therapy=firing.therapy, status=rule.then.status,
+            conclusion=conclusion, overridden=(edge_kind == "overridden") or None,
+            overridden_by=final if edge_kind == "overridden" else None,
+            earliest_date=firing.earliest_date.isoformat() if firing.earliest_date else None,
+            dose_mg=rule.then.dose_mg, missing=list(firing.missing_paths) or None,
+            conditions=_condition_lines(firing.outcome) or None, file=rule.location(),
+            group=firing.therapy or "derived facts and advisories",
+        )
+        labels = _edge_labels(firing.outcome)
+        for name in firing.compiled.fact_names:
+            if name.startswith("status:"):
+                graph.add_edge(f"decision:{name[len('status:'):]}", node_id, "used-by", "final status")
+                continue
+            fact = result.facts.get(name)
+            if fact is None:
+                continue
+            _add_fact(graph, fact, vocab, doc)
+            graph.add_edge(f"fact:{name}", node_id, "used-by", labels.get(name, ""))
+        if firing.derived is not None:
+            _add_fact(graph, firing.derived, vocab, doc)
+            graph.add_edge(node_id, f"fact:{firing.derived.name}", "derives")
+        if rule.then.status and firing.therapy:
+            graph.add_edge(node_id, f"decision:{firing.therapy}", edge_kind or "concluded", rule.then.status)
+        for adv in rule.then.advisories:
+            graph.add_node(f"advisory:{adv.id}", "advisory", adv.id, text=catalogue.advisory_text(adv.id))
+            graph.add_edge(node_id, f"advisory:{adv.id}", "emits")
+    return graph
+
+
+def _edge_labels(outcome: Outcome | None) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    if outcome is None:
+        return labels
+    for o in outcome.walk():
+        node = o.node
+        if isinstance(node, Compare) and node.subject in ("fact", "days_since"):
+            text = f"{node.op} {node.threshold_text()}: {o.value.value}"
+            labels[node.name] = (labels[node.name] + "; " + text) if node.name in labels else text
+    return labels
+
+
+def _add_fact(graph: ReasoningGraph, fact: FactValue, vocab: Any, doc: Any) -> None:
+    spec = vocab.facts.get(fact.name)
+    unit = spec.unit if spec is not None else None
+    graph.add_node(
+        f"fact:{fact.name}", "fact", fact.name, known=fact.known, value=_json_value(fact.value),
+        display=display(fact.value, unit) if fact.known else "unknown", unit=unit,
+        missing=list(fact.missing) or None, note=fact.note or None,
+        derived_by=(spec.derived_by if spec is not None else None),
+    )
+    for path in fact.sources:
+        raw = get_path(doc, path)
+        graph.add_node(f"input:{path}", "input", path, path=path, value=_json_value(raw),
+                       display=_input_display(raw))
+        graph.add_edge(f"input:{path}", f"fact:{fact.name}", "derived-from")
+
+
+def _input_display(raw: Any) -> str:
+    if isinstance(raw, dict) and "value" in raw:
+        return f"{raw['value']} {raw.get('unit', '')}".strip()
+    if isinstance(raw, list):
+        return f"{len(raw)} entr{'y' if len(raw) == 1 else 'ies'}"
+    return display(raw)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    return value

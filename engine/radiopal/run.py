@@ -1,0 +1,160 @@
+"""Run a compiled rule base on one patient's facts: reset → declare → run (phase 1) → resolve → run (phase 2).
+
+Engines are expensive to build (experta builds its RETE network per instance) and not thread-safe, so each thread
+keeps its own engine per compiled rule base and reuses it for every patient (``reset()`` clears it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .conditions import Env, Outcome
+from .errors import EngineError
+from .patient.facts import FactTable, FactValue
+from .rulebase.compile import (
+    DERIVED_PREFIX,
+    EVALUATION_DATE,
+    SECTION_PREFIX,
+    STATUS_PREFIX,
+    CompiledRule,
+    CompiledRuleBase,
+    Section,
+    missing_requirements,
+)
+from .rulebase.model import DateSpec
+from .tri import Tri
+
+
+@dataclass
+class Firing:
+    """One rule firing for one therapy (or none): the rule, the experta facts it was bound to, what it concluded."""
+
+    compiled: CompiledRule
+    therapy: str | None
+    fact_ids: dict[str, int]
+    outcome: Outcome | None = None
+    missing_facts: tuple[str, ...] = ()
+    missing_paths: tuple[str, ...] = ()
+    earliest_date: dt.date | None = None
+    date_unknown: bool = False
+    derived: FactValue | None = None
+    phase: int = 1
+
+    @property
+    def rule_id(self) -> str:
+        return self.compiled.rule.id
+
+
+@dataclass
+class RunState:
+    """Everything one evaluation produced before resolution."""
+
+    table: FactTable
+    firings: list[Firing] = field(default_factory=list)
+    phase: int = 1
+
+
+class Runner:
+    """Evaluates patients against one compiled rule base; safe to share between threads."""
+
+    def __init__(self, compiled: CompiledRuleBase) -> None:
+        self.compiled = compiled
+        self._local = threading.local()
+        self.has_phase2 = any(c.phase == 2 for c in compiled.compiled)
+
+    def _engine(self) -> Any:
+        engine = getattr(self._local, "engine", None)
+        if engine is None:
+            engine = self.compiled.engine_class()
+            self._local.engine = engine
+        return engine
+
+    def run(self, table: FactTable, resolve_phase1: Any) -> RunState:
+        """Fire every rule that applies to ``table``. ``resolve_phase1(state)`` gives statuses before phase 2."""
+        engine = self._engine()
+        datum = self.compiled.datum_class
+        state = RunState(table)
+        engine.reset()
+        engine._radiopal_state = state
+        try:
+            engine.declare(datum(name=EVALUATION_DATE, fv=FactValue.of(EVALUATION_DATE, table.evaluation_date)))
+            sections: dict[str, dict[str, FactValue]] = {}
+            vocab = self.compiled.loaded.vocabulary
+            for fv in list(table):
+                sections.setdefault(vocab[fv.name].group, {})[fv.name] = fv
+            for group in sorted(sections):
+                name = SECTION_PREFIX + group
+                engine.declare(datum(name=name, fv=Section(name, sections[group])))
+            engine.run()
+            if self.has_phase2:
+                state.phase = 2
+                statuses: Mapping[str, str] = resolve_phase1(state)
+                for therapy, status in statuses.items():
+                    name = STATUS_PREFIX + therapy
+                    engine.declare(datum(name=name, fv=FactValue.of(name, status)))
+                engine.run()
+        finally:
+            engine._radiopal_state = None
+        return state
+
+
+def on_fire(engine: Any, compiled: CompiledRule, bindings: Mapping[str, Any]) -> None:
+    """Record a firing (called from inside experta's RHS)."""
+    state: RunState | None = getattr(engine, "_radiopal_state", None)
+    if state is None:  # pragma: no cover - only if experta fires outside run()
+        raise EngineError(f"rule {compiled.rule.key} fired outside an evaluation")
+    env = compiled.env(bindings)
+    fact_ids = {d["name"]: int(d["__factid__"]) for d in bindings.values()}  # the experta facts this firing used
+    firing = Firing(compiled, None, fact_ids, phase=state.phase)
+    rule = compiled.rule
+    if rule.requires:
+        firing.missing_facts = tuple(missing_requirements(rule, env))
+        paths: set[str] = set()
+        for name in firing.missing_facts:
+            fact = env.facts.get(name)
+            paths.update(fact.missing if fact is not None and fact.missing else (name,))
+        firing.missing_paths = tuple(sorted(paths))
+    elif rule.when is not None:
+        firing.outcome = rule.when.explain(env)
+        if rule.then.derive:
+            firing.derived = _derived_fact(rule.then.derive, firing.outcome)
+            state.table.facts[firing.derived.name] = firing.derived
+            engine.declare(engine.__class__._radiopal_datum(name=DERIVED_PREFIX + firing.derived.name, fv=firing.derived))
+        elif rule.then.earliest_date is not None:
+            firing.earliest_date, firing.date_unknown = _earliest(rule.then.earliest_date, env, firing.outcome)
+    for therapy in compiled.therapies:
+        state.firings.append(dataclasses.replace(firing, therapy=therapy))
+
+
+def _derived_fact(name: str, outcome: Outcome) -> FactValue:
+    if outcome.value is Tri.UNKNOWN:
+        missing = sorted({p for o in outcome.walk() for p in o.missing})
+        return FactValue.unknown(name, tuple(missing), note="derived: its condition could not be judged")
+    return FactValue.of(name, outcome.value is Tri.TRUE, note="derived by a rule")
+
+
+def _earliest(spec: DateSpec, env: Env, outcome: Outcome) -> tuple[dt.date | None, bool]:
+    """The earliest date of a deferral, and whether it could not be computed (e.g. chemotherapy still ongoing)."""
+    delta = dt.timedelta(days=spec.plus_days)
+    if spec.fact:
+        fact = env.facts.get(spec.fact)
+        if fact is None or not fact.known:
+            return None, True
+        return fact.value + delta, False
+    witnesses = outcome.witnesses.get(spec.of or "", [])
+    if not witnesses:
+        return None, True
+    dates = []
+    for i, entry in enumerate(witnesses):
+        if spec.none_if is not None and spec.none_if.truth(env.with_item(entry, f"{spec.of}[{i}]")) is not Tri.FALSE:
+            return None, True
+        value = entry.get(spec.field or "")
+        if value is None:
+            return None, True
+        dates.append(value + delta)
+    return max(dates), False

@@ -1,0 +1,105 @@
+"""JSON Schema validation that reports every error with its field path and what was expected."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError, relevance
+
+from .errors import Problem
+from .resources import schema_path
+from .suggest import hint_for
+from .yamlio import SourceMap, dotted
+
+
+@cache
+def validator(name: str) -> Draft202012Validator:
+    """A validator for ``kb/schemas/<name>.schema.json`` (checked once, cached)."""
+    return validator_for_file(schema_path(name))
+
+
+def validator_for_file(path: Path) -> Draft202012Validator:
+    schema = json.loads(Path(path).read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=FormatChecker())
+
+
+def problems(
+    instance: Any, schema_name: str, *, source: SourceMap | None = None, limit: int = 50
+) -> list[Problem]:
+    """Every schema violation of ``instance`` as a :class:`Problem`, most useful first (jsonschema relevance)."""
+    errors = sorted(validator(schema_name).iter_errors(instance), key=relevance)
+    out = []
+    for error in errors[:limit]:
+        out.append(to_problem(error, source))
+    return out
+
+
+def to_problem(error: ValidationError, source: SourceMap | None = None) -> Problem:
+    """Turn one jsonschema error into a Problem with a dotted path and a plain-language message."""
+    path = tuple(error.absolute_path)
+    message = _message(error)
+    hint = ""
+    if error.validator == "additionalProperties":
+        allowed = list((error.schema.get("properties") or {}).keys())
+        extra = _extra_keys(error)
+        if extra:
+            path = (*path, extra[0])
+            hint = hint_for(extra[0], allowed)
+    elif error.validator == "enum" and isinstance(error.instance, str):
+        hint = hint_for(error.instance, [str(v) for v in error.validator_value])
+    line = column = 0
+    file = ""
+    if source is not None:
+        line, column = source.where(path)
+        file = source.file
+    return Problem(message, path=dotted(path) or "(document)", file=file, line=line, column=column, hint=hint)
+
+
+def _extra_keys(error: ValidationError) -> list[str]:
+    allowed = set((error.schema.get("properties") or {}).keys())
+    if isinstance(error.instance, dict):
+        return sorted(str(k) for k in error.instance if k not in allowed)
+    return []
+
+
+def _message(error: ValidationError) -> str:
+    v = error.validator
+    inst = error.instance
+    if v == "additionalProperties":
+        extra = _extra_keys(error)
+        return f"unknown field {extra[0]!r}" if extra else error.message
+    if v == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return f"missing required field {missing!r}"
+    if v == "enum":
+        allowed = ", ".join(repr(x) for x in error.validator_value)
+        return f"{inst!r} is not allowed; expected one of {allowed}"
+    if v == "const":
+        return f"{inst!r} is not allowed; expected {error.validator_value!r}"
+    if v == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"expected {expected}, got {type(inst).__name__} {_short(inst)}"
+    if v in {"minimum", "exclusiveMinimum"}:
+        word = "at least" if v == "minimum" else "more than"
+        return f"{_short(inst)} is impossible here; expected {word} {error.validator_value}"
+    if v in {"maximum", "exclusiveMaximum"}:
+        word = "at most" if v == "maximum" else "less than"
+        return f"{_short(inst)} is impossible here; expected {word} {error.validator_value}"
+    if v == "format":
+        return f"{_short(inst)} is not a valid {error.validator_value} (expected YYYY-MM-DD)"
+    if v == "pattern":
+        return f"{_short(inst)} does not match the expected form {error.validator_value!r}"
+    if v in {"minItems", "maxItems", "minLength", "maxLength", "minProperties"}:
+        return f"{error.message}"
+    return error.message
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
