@@ -170,7 +170,8 @@ def build_graph(result: Result) -> ReasoningGraph:
             {"key": k, "citation": catalogue.references[k].citation, "url": catalogue.references[k].url}
             for k in rule.sources if k in catalogue.references
         ]
-        conclusion = rule.then.status or ("derives " + rule.then.derive if rule.then.derive else "advisory")
+        conclusion = rule.then.status or ("derives " + rule.then.derive if rule.then.derive else
+                                          "advisory" if rule.then.advisories else "information")
         graph.add_node(
             node_id, "rule", rule.title, rule_id=rule.id, variant=rule.variant or None, strength=rule.strength,
             verification=rule.verification, unverified=rule.is_unverified or None, sources=sources,
@@ -178,7 +179,7 @@ def build_graph(result: Result) -> ReasoningGraph:
             conclusion=conclusion, overridden=(edge_kind == "overridden") or None,
             overridden_by=final if edge_kind == "overridden" else None,
             earliest_date=firing.earliest_date.isoformat() if firing.earliest_date else None,
-            dose_mg=rule.then.dose_mg, missing=list(firing.missing_paths) or None,
+            dose_mg=rule.then.dose_mg, missing=list(firing.missing_paths) or None, info=rule.then.info,
             conditions=_condition_lines(firing.outcome) or None, file=rule.location(),
             group=firing.therapy or "derived facts and advisories",
         )

@@ -246,7 +246,7 @@ class _Checker:
             if spec is None or not spec.derived_by:
                 self.problem((*path, "derive"), f"{derive!r} is not declared in derived_facts",
                              hint_for(derive, [n for n, s in self.vocab.facts.items() if s.derived_by]))
-        return Conclusion(raw.get("status"), date, raw.get("dose_mg"), tuple(advisories), derive)
+        return Conclusion(raw.get("status"), date, raw.get("dose_mg"), tuple(advisories), derive, raw.get("info"))
 
     def date_spec(self, raw: dict[str, Any], path: tuple[Any, ...], when: Condition | None) -> DateSpec:
         has_fact, has_of = "fact" in raw, "of" in raw

@@ -42,6 +42,7 @@ class Conclusion:
     dose_mg: float | None = None
     advisories: tuple[Advisory, ...] = ()
     derive: str | None = None
+    info: str | None = None
 
 
 @dataclass(frozen=True)
