@@ -32,11 +32,32 @@ def problems(
     instance: Any, schema_name: str, *, source: SourceMap | None = None, limit: int = 50
 ) -> list[Problem]:
     """Every schema violation of ``instance`` as a :class:`Problem`, most useful first (jsonschema relevance)."""
-    errors = sorted(validator(schema_name).iter_errors(instance), key=relevance)
+    errors = sorted((_specific(e) for e in validator(schema_name).iter_errors(instance)), key=relevance)
     out = []
     for error in errors[:limit]:
         out.append(to_problem(error, source))
     return out
+
+
+def _specific(error: ValidationError) -> ValidationError:
+    """For a ``oneOf``/``anyOf`` failure, the error of the branch the author evidently meant.
+
+    That is the branch whose own keys the instance uses (no missing required key and no unknown key at its level);
+    among those, the one with the fewest errors. Without such a branch the general error stays.
+    """
+    if error.validator not in ("oneOf", "anyOf") or not error.context:
+        return error
+    branches: dict[Any, list[ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.schema_path[0] if sub.schema_path else None, []).append(sub)
+    meant = [
+        errs for errs in branches.values()
+        if not any(e.validator in ("required", "additionalProperties") and not e.relative_path for e in errs)
+    ]
+    if not meant:
+        return error
+    best = min(meant, key=len)
+    return _specific(sorted(best, key=relevance)[0])
 
 
 def to_problem(error: ValidationError, source: SourceMap | None = None) -> Problem:

@@ -1,0 +1,91 @@
+"""Contract output and the reasoning graph: schema-valid JSON, traceable decisions, DOT/SVG export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from jsonschema import Draft202012Validator
+
+import radiopal
+from conftest import VIGNETTES, needs_shared, vignette_document
+from radiopal.cli import main
+from radiopal.resources import schema_path
+
+
+@pytest.fixture(scope="module")
+def rulebase():
+    return radiopal.load_rulebase()
+
+
+def decision_validator():
+    return Draft202012Validator(json.loads(schema_path("decision").read_text()))
+
+
+def test_the_output_of_the_example_is_valid_against_the_decision_schema(rulebase):
+    out = rulebase.evaluate("examples/patient-mcrpc.yaml").to_dict()
+    errors = list(decision_validator().iter_errors(out))
+    assert not errors, [e.message for e in errors]
+
+
+def test_graph_node_ids_are_stable_and_edges_point_at_nodes(rulebase):
+    graph = rulebase.evaluate("examples/patient-mcrpc.yaml").graph.to_dict()
+    ids = {n["id"] for n in graph["nodes"]}
+    assert all(e["source"] in ids and e["target"] in ids for e in graph["edges"])
+    assert {f"decision:{t}" for t in rulebase.catalogue.therapy_ids} <= ids
+    again = rulebase.evaluate("examples/patient-mcrpc.yaml").graph.to_dict()
+    assert again == graph
+
+
+def test_every_input_node_names_its_field_path(rulebase):
+    graph = rulebase.evaluate("examples/patient-mcrpc.yaml").graph.to_dict()
+    for node in graph["nodes"]:
+        if node["kind"] == "input":
+            assert node["id"] == f"input:{node['path']}"
+
+
+@needs_shared
+def test_v01_ra223_decision_traces_to_its_rules_and_citations(rulebase, tmp_path):
+    doc = vignette_document(VIGNETTES / "V01.yaml")
+    result = rulebase.evaluate(doc)
+    out = result.to_dict()
+    assert not list(decision_validator().iter_errors(out))
+    ra223 = next(d for d in out["decisions"] if d["therapy"] == "ra223")
+    assert ra223["status"] == "recommended"
+    graph = result.graph.to_dict()
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    into_decision = [e for e in graph["edges"] if e["target"] == "decision:ra223" and e["kind"] == "concluded"]
+    rule_ids = {nodes[e["source"]]["rule_id"] for e in into_decision}
+    assert set(ra223["reasons"]) <= rule_ids
+    for edge in into_decision:
+        rule = nodes[edge["source"]]
+        assert rule["sources"] and all(s["citation"] and s["url"] for s in rule["sources"])
+        assert rule["strength"] and rule["verification"] in ("V", "V-sec", "U")
+        feeding = [e for e in graph["edges"] if e["target"] == edge["source"] and e["kind"] == "used-by"]
+        assert feeding, f"{edge['source']} has no input facts"
+
+
+def test_recommend_writes_the_graph_as_json_and_dot(tmp_path, capsys):
+    for suffix in (".json", ".dot"):
+        target = tmp_path / f"g{suffix}"
+        assert main(["recommend", "examples/patient-mcrpc.yaml", "--graph", str(target)]) == 0
+        assert target.stat().st_size > 0
+    assert json.loads((tmp_path / "g.json").read_text())["nodes"]
+    assert (tmp_path / "g.dot").read_text().startswith("// radiopal") or "digraph" in (tmp_path / "g.dot").read_text()
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' is not installed (apt-get install graphviz)")
+def test_recommend_renders_svg_when_dot_is_present(tmp_path):
+    target = tmp_path / "g.svg"
+    assert main(["recommend", "examples/patient-mcrpc.yaml", "--format", "text", "--graph", str(target)]) == 0
+    assert target.read_text().lstrip().startswith(("<?xml", "<svg"))
+    assert (tmp_path / "g.dot").exists() and (tmp_path / "g.json").exists()
+
+
+def test_without_dot_an_svg_request_still_writes_dot_and_json_and_says_how(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    target = tmp_path / "g.svg"
+    assert main(["recommend", "examples/patient-mcrpc.yaml", "--graph", str(target)]) == 2
+    assert "apt-get install graphviz" in capsys.readouterr().err
+    assert (tmp_path / "g.dot").exists() and (tmp_path / "g.json").exists() and not target.exists()

@@ -1,0 +1,53 @@
+"""kb/ and rules/ ship inside the wheel: a plain `pip install .` finds them, not only an editable install."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"wheel build failed: {proc.stderr[-2000:]}")
+    (built,) = out.glob("radiopal-*.whl")
+    return built
+
+
+def test_the_wheel_contains_the_knowledge_base_rules_and_type_marker(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped_rules = {p.name for p in (REPO / "rules").glob("*.yaml")}
+    assert {f"radiopal/_data/rules/{n}" for n in shipped_rules} <= names
+    for required in ("radiopal/_data/kb/facts.yaml", "radiopal/_data/kb/therapies.yaml",
+                     "radiopal/_data/kb/references.yaml", "radiopal/_data/kb/schemas/patient.schema.json",
+                     "radiopal/_data/kb/schemas/decision.schema.json", "radiopal/_data/kb/schemas/rulefile.schema.json",
+                     "radiopal/py.typed"):
+        assert required in names
+
+
+def test_an_installed_wheel_finds_its_data_without_the_source_tree(wheel, tmp_path):
+    unpacked = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(unpacked)
+    code = (
+        "import radiopal, radiopal.resources as r; "
+        "assert radiopal.__file__.startswith(%r), radiopal.__file__; "
+        "assert str(r.rules_dir()).startswith(%r); "
+        "rb = radiopal.load_rulebase(); print(len(rb.rules) > 0)"
+    ) % (str(unpacked), str(unpacked))
+    env = {**os.environ, "PYTHONPATH": str(unpacked)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"
