@@ -42,10 +42,10 @@ def test_an_installed_wheel_finds_its_data_without_the_source_tree(wheel, tmp_pa
     zipfile.ZipFile(wheel).extractall(unpacked)
     code = (
         "import radiopal, radiopal.resources as r; "
-        "assert radiopal.__file__.startswith(%r), radiopal.__file__; "
-        "assert str(r.rules_dir()).startswith(%r); "
+        f"assert radiopal.__file__.startswith({str(unpacked)!r}), radiopal.__file__; "
+        f"assert str(r.rules_dir()).startswith({str(unpacked)!r}); "
         "rb = radiopal.load_rulebase(); print(len(rb.rules) > 0)"
-    ) % (str(unpacked), str(unpacked))
+    )
     env = {**os.environ, "PYTHONPATH": str(unpacked)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env,
                           cwd=tmp_path)

@@ -55,6 +55,59 @@ def exact_removal_strategy() -> type:
 
 
 _strategy_cache: list[type] = []
+_matcher_cache: list[type] = []
+
+
+def tracked_matcher() -> type:
+    """Return a ReteMatcher subclass that only visits the conflict-set nodes that changed.
+
+    experta's ``changes()`` asks every rule's conflict-set node for new activations after every declaration and
+    every firing, which makes a run cost rules × firings. Here each conflict-set node reports itself when it is
+    activated, and ``changes()`` visits just those, in network order (so the agenda is filled deterministically).
+    """
+    if _matcher_cache:
+        return _matcher_cache[0]
+    from experta.matchers.rete import ReteMatcher
+    from experta.matchers.rete.nodes import ConflictSetNode
+
+    class TrackedConflictSetNode(ConflictSetNode):  # type: ignore[misc, valid-type]
+        """A conflict-set node that tells its matcher when it has new (de)activations."""
+
+        def _activate(self, token: Any) -> None:
+            super()._activate(token)
+            self._radiopal_dirty.add(self._radiopal_index)
+
+    class TrackedReteMatcher(ReteMatcher):  # type: ignore[misc, valid-type]
+        """ReteMatcher whose ``changes()`` is proportional to what changed, not to the number of rules."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._radiopal_dirty: set[int] = set()
+            self._radiopal_nodes = list(self._get_conflict_set_nodes())
+            for index, node in enumerate(self._radiopal_nodes):
+                node.__class__ = TrackedConflictSetNode
+                node._radiopal_index = index
+                node._radiopal_dirty = self._radiopal_dirty
+
+        def changes(self, adding: Any = None, deleting: Any = None) -> tuple[list[Any], list[Any]]:
+            if deleting is not None:
+                for deleted in deleting:
+                    self.root_node.remove(deleted)
+            if adding is not None:
+                for added in adding:
+                    self.root_node.add(added)
+            added: list[Any] = []
+            removed: list[Any] = []
+            dirty = sorted(self._radiopal_dirty)
+            self._radiopal_dirty.clear()
+            for index in dirty:
+                c_added, c_removed = self._radiopal_nodes[index].get_activations()
+                added.extend(c_added)
+                removed.extend(c_removed)
+            return added, removed
+
+    _matcher_cache.append(TrackedReteMatcher)
+    return TrackedReteMatcher
 
 
 def _strategy_class() -> type:

@@ -18,7 +18,6 @@ from .errors import EngineError
 from .patient.facts import FactTable, FactValue
 from .rulebase.compile import (
     DERIVED_PREFIX,
-    EVALUATION_DATE,
     SECTION_PREFIX,
     STATUS_PREFIX,
     CompiledRule,
@@ -37,7 +36,7 @@ class Firing:
     compiled: CompiledRule
     therapy: str | None
     fact_ids: dict[str, int]
-    outcome: Outcome | None = None
+    env: Env | None = None
     missing_facts: tuple[str, ...] = ()
     missing_paths: tuple[str, ...] = ()
     earliest_date: dt.date | None = None
@@ -45,9 +44,18 @@ class Firing:
     derived: FactValue | None = None
     phase: int = 1
 
+    _outcome: Outcome | None = None
+
     @property
     def rule_id(self) -> str:
         return self.compiled.rule.id
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """The condition's evaluation with the values it saw (computed on first use: only explanations need it)."""
+        if self._outcome is None and self.env is not None and self.compiled.rule.when is not None:
+            self._outcome = self.compiled.rule.when.explain(self.env)
+        return self._outcome
 
 
 @dataclass
@@ -82,14 +90,13 @@ class Runner:
         engine.reset()
         engine._radiopal_state = state
         try:
-            engine.declare(datum(name=EVALUATION_DATE, fv=FactValue.of(EVALUATION_DATE, table.evaluation_date)))
             sections: dict[str, dict[str, FactValue]] = {}
             vocab = self.compiled.loaded.vocabulary
             for fv in list(table):
                 sections.setdefault(vocab[fv.name].group, {})[fv.name] = fv
             for group in sorted(sections):
                 name = SECTION_PREFIX + group
-                engine.declare(datum(name=name, fv=Section(name, sections[group])))
+                engine.declare(datum(name=name, fv=Section(name, sections[group], table.evaluation_date)))
             engine.run()
             if self.has_phase2:
                 state.phase = 2
@@ -110,7 +117,7 @@ def on_fire(engine: Any, compiled: CompiledRule, bindings: Mapping[str, Any]) ->
         raise EngineError(f"rule {compiled.rule.key} fired outside an evaluation")
     env = compiled.env(bindings)
     fact_ids = {d["name"]: int(d["__factid__"]) for d in bindings.values()}  # the experta facts this firing used
-    firing = Firing(compiled, None, fact_ids, phase=state.phase)
+    firing = Firing(compiled, None, fact_ids, env, phase=state.phase)
     rule = compiled.rule
     if rule.requires:
         firing.missing_facts = tuple(missing_requirements(rule, env))
@@ -120,7 +127,6 @@ def on_fire(engine: Any, compiled: CompiledRule, bindings: Mapping[str, Any]) ->
             paths.update(fact.missing if fact is not None and fact.missing else (name,))
         firing.missing_paths = tuple(sorted(paths))
     elif rule.when is not None:
-        firing.outcome = rule.when.explain(env)
         if rule.then.derive:
             firing.derived = _derived_fact(rule.then.derive, firing.outcome)
             state.table.facts[firing.derived.name] = firing.derived

@@ -9,19 +9,19 @@ match once the phase-1 statuses are resolved and declared as ``status:<therapy>`
 from __future__ import annotations
 
 import hashlib
+from collections import ChainMap
 import inspect
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._experta import exact_removal_strategy, experta
+from .._experta import exact_removal_strategy, experta, tracked_matcher
 from ..conditions import THERAPY_PLACEHOLDER, Env
 from ..tri import Tri
 from .load import LoadedRules
 from .model import Rule
 
-EVALUATION_DATE = "evaluation_date"
 STATUS_PREFIX = "status:"
 SECTION_PREFIX = "section:"
 DERIVED_PREFIX = "derived:"
@@ -35,11 +35,12 @@ class Section:
     Hashed by identity, so it can ride inside an experta fact.
     """
 
-    __slots__ = ("facts", "name")
+    __slots__ = ("evaluation_date", "facts", "name")
 
-    def __init__(self, name: str, facts: dict[str, Any]) -> None:
+    def __init__(self, name: str, facts: dict[str, Any], evaluation_date: Any = None) -> None:
         self.name = name
         self.facts = facts
+        self.evaluation_date = evaluation_date
 
 
 @dataclass(frozen=True)
@@ -55,21 +56,22 @@ class CompiledRule:
     patterns: tuple[str, ...] = ()
 
     def env(self, bindings: Mapping[str, Any]) -> Env:
-        """The evaluation environment built from the facts experta bound for this rule."""
-        facts: dict[str, Any] = {}
+        """The evaluation environment built from the facts experta bound for this rule (no copying of the patient)."""
+        patient: Mapping[str, Any] = {}
+        extra: dict[str, Any] = {}
         statuses: dict[str, str] = {}
         evaluation_date = None
         for datum in bindings.values():
             name = datum["name"]
             fv = datum["fv"]
-            if name == EVALUATION_DATE:
-                evaluation_date = fv.value
-            elif name.startswith(SECTION_PREFIX):
-                facts.update(fv.facts)
+            if name.startswith(SECTION_PREFIX):
+                patient = fv.facts
+                evaluation_date = fv.evaluation_date
             elif name.startswith(STATUS_PREFIX):
                 statuses[name[len(STATUS_PREFIX):]] = fv.value
             else:
-                facts[name[len(DERIVED_PREFIX):]] = fv
+                extra[name[len(DERIVED_PREFIX):]] = fv
+        facts = ChainMap(extra, patient) if extra else patient  # type: ignore[arg-type]
         therapy = self.therapies[0] if len(self.therapies) == 1 else None
         return Env(facts, evaluation_date, therapy, statuses=statuses)
 
@@ -133,14 +135,19 @@ def compile_rules(loaded: LoadedRules, on_fire: Callable[[Any, CompiledRule, Map
     """Build the experta engine class for ``loaded``. ``on_fire(engine, compiled, bindings)`` runs on each firing."""
     xp = experta()
     datum_class = type("Datum", (xp.Fact,), {"__doc__": "One patient fact: its name and its FactValue."})
-    attrs: dict[str, Any] = {"__strategy__": exact_removal_strategy(), "_radiopal_datum": datum_class}
+    attrs: dict[str, Any] = {
+        "__strategy__": exact_removal_strategy(),
+        "__matcher__": tracked_matcher(),
+        "_radiopal_datum": datum_class,
+    }
     compiled: list[CompiledRule] = []
     for index, rule in enumerate(loaded.rules):
         per_therapy = _names_therapy(rule)
         for therapies in ([(t,) for t in rule.therapies] if per_therapy else [rule.therapies or (None,)]):
             therapy = therapies[0] if per_therapy else None
             names = sorted(rule.facts())
-            groups = {loaded.vocabulary[n].group for n in names}
+            # Every rule binds the patient fact (it carries the evaluation date), plus any derived facts it reads.
+            groups = {loaded.vocabulary[n].group for n in names} | {"patient"}
             patterns = sorted(
                 (SECTION_PREFIX + g) if not g.startswith(DERIVED_PREFIX) else g for g in groups
             ) + sorted(STATUS_PREFIX + t for t in rule.statuses())
@@ -156,7 +163,7 @@ def compile_rules(loaded: LoadedRules, on_fire: Callable[[Any, CompiledRule, Map
 
 
 def _experta_rule(xp: Any, datum_class: type, item: CompiledRule, on_fire: Callable[..., None]) -> Any:
-    patterns = [f"f_{i}" << datum_class(name=n) for i, n in enumerate((EVALUATION_DATE, *item.patterns))]
+    patterns = [f"f_{i}" << datum_class(name=n) for i, n in enumerate(item.patterns)]
     bound = [f"f_{i}" for i in range(len(patterns))]
 
     def test(**bindings: Any) -> bool:
