@@ -61,7 +61,7 @@ def measure(label: str, rules_dir: str | None, patients: list[dict]) -> dict:
     t0 = time.perf_counter()
     rulebase = radiopal.load_rulebase(rules_dir)
     compile_s = time.perf_counter() - t0
-    rulebase.evaluate(patients[0]).graph  # warm the per-thread engine
+    rulebase.evaluate(patients[0]).graph.to_dict()  # warm the per-thread engine
     times = []
     for doc in patients:
         t = time.perf_counter()

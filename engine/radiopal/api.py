@@ -19,7 +19,7 @@ from .rulebase.model import Rule
 from .run import Runner, on_fire
 from .vocabulary import Vocabulary
 
-__all__ = ["RuleBase", "load_patient", "load_rulebase"]
+__all__ = ["RuleBase", "evaluate_fhir", "load_patient", "load_rulebase"]
 
 
 class RuleBase:
@@ -91,3 +91,35 @@ def load_rulebase(path: str | Path | None = None, *, kb: str | Path | None = Non
     catalogue = load_catalogue(kb) if kb is not None else None
     loaded = load_rules(path if path is not None else rules_dir(), catalogue=catalogue)
     return RuleBase(loaded)
+
+
+_default: RuleBase | None = None
+_default_lock = threading.Lock()
+
+
+def default_rulebase() -> RuleBase:
+    """The shipped rule base, compiled on first use and shared (thread-safe) by every later call."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = load_rulebase()
+        return _default
+
+
+def evaluate_fhir(bundle: Mapping[str, Any] | str | Path, rulebase: RuleBase | None = None,
+                  evaluation_date: str | None = None) -> Result:
+    """Map a FHIR R4 Bundle (a dict, JSON text or a file path) with :mod:`radiopal.fhir` and evaluate it.
+
+    ``rulebase`` defaults to the shipped one; ``evaluation_date`` (``YYYY-MM-DD``) defaults to the date of
+    ``Bundle.timestamp``. The field provenance of the mapping (resource id and ``fullUrl`` per document field) is
+    kept in ``result.extra["provenance"]`` and on the graph's input nodes; mapping warnings are in
+    ``result.extra["fhir_warnings"]``. Raises :class:`radiopal.InputError` naming the element for an invalid Bundle.
+    """
+    from .fhir import bundle_to_document
+
+    mapped = bundle_to_document(dict(bundle) if isinstance(bundle, Mapping) else bundle,
+                                evaluation_date=evaluation_date)
+    result = (rulebase or default_rulebase()).evaluate(mapped.document)
+    result.extra["provenance"] = mapped.provenance
+    result.extra["fhir_warnings"] = [w.to_dict() for w in mapped.warnings]
+    return result

@@ -151,6 +151,7 @@ def build_graph(result: Result) -> ReasoningGraph:
     vocab = result.rulebase.vocabulary
     catalogue = result.rulebase.catalogue
     doc = result.patient.data
+    provenance = result.extra.get("provenance")  # FHIR input: document field path → resource id and fullUrl
     decided: dict[int, tuple[str, str]] = {}
     for d in result.decisions:
         for f in d.deciding + d.indication:
@@ -191,10 +192,10 @@ def build_graph(result: Result) -> ReasoningGraph:
             fact = result.facts.get(name)
             if fact is None:
                 continue
-            _add_fact(graph, fact, vocab, doc)
+            _add_fact(graph, fact, vocab, doc, provenance)
             graph.add_edge(f"fact:{name}", node_id, "used-by", labels.get(name, ""))
         if firing.derived is not None:
-            _add_fact(graph, firing.derived, vocab, doc)
+            _add_fact(graph, firing.derived, vocab, doc, provenance)
             graph.add_edge(node_id, f"fact:{firing.derived.name}", "derives")
         if rule.then.status and firing.therapy:
             graph.add_edge(node_id, f"decision:{firing.therapy}", edge_kind or "concluded", rule.then.status)
@@ -216,7 +217,7 @@ def _edge_labels(outcome: Outcome | None) -> dict[str, str]:
     return labels
 
 
-def _add_fact(graph: ReasoningGraph, fact: FactValue, vocab: Any, doc: Any) -> None:
+def _add_fact(graph: ReasoningGraph, fact: FactValue, vocab: Any, doc: Any, provenance: Any = None) -> None:
     spec = vocab.facts.get(fact.name)
     unit = spec.unit if spec is not None else None
     graph.add_node(
@@ -228,8 +229,23 @@ def _add_fact(graph: ReasoningGraph, fact: FactValue, vocab: Any, doc: Any) -> N
     for path in fact.sources:
         raw = get_path(doc, path)
         graph.add_node(f"input:{path}", "input", path, path=path, value=_json_value(raw),
-                       display=_input_display(raw))
+                       display=_input_display(raw), provenance=_provenance(path, provenance))
         graph.add_edge(f"input:{path}", f"fact:{fact.name}", "derived-from")
+
+
+def _provenance(path: str, provenance: Any) -> list[dict[str, Any]] | None:
+    """Where a document field came from in a FHIR Bundle: the field itself, or the entries of a list field."""
+    if not provenance:
+        return None
+    keys = [k for k in provenance if k == path or k.startswith((path + "[", path + "."))]
+    out = []
+    for key in sorted(keys):
+        item = provenance[key]
+        entry = {"field": key, "resource": item.get("resource"), "fullUrl": item.get("fullUrl")}
+        if item.get("sources"):
+            entry["sources"] = [{"resource": s.get("resource"), "fullUrl": s.get("fullUrl")} for s in item["sources"]]
+        out.append(entry)
+    return out or None
 
 
 def _input_display(raw: Any) -> str:

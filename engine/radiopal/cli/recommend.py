@@ -19,6 +19,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--format", choices=("json", "text"), default="json", help="output format (default json)")
     parser.add_argument("--graph", metavar="OUT", help="write the reasoning graph (.json, .dot or .svg)")
     parser.add_argument("-o", "--output", metavar="FILE", help="write the decisions to FILE instead of stdout")
+    parser.add_argument("--audit-db", metavar="PATH",
+                        help="also record the evaluation in this audit log (SQLite file or SQLAlchemy URL; default off)")
     add_rules_option(parser)
     parser.set_defaults(func=run)
 
@@ -40,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
     rulebase = load_rulebase(args.rules)
     patient = load_patient_argument(args)
     result = rulebase.evaluate(patient)
+    if args.audit_db:
+        from ..audit import AuditLog
+
+        entry = AuditLog(args.audit_db).record(result, caller="cli")
+        print(f"radiopal: recorded as {entry.record_id} (record {entry.seq}) in {args.audit_db}", file=sys.stderr)
     text = result.to_json() if args.format == "json" else render_text(result)
     if args.graph:
         title = f"radiopal — patient {result.patient.patient_id}, {result.patient.evaluation_date.isoformat()}"

@@ -9,9 +9,9 @@ match once the phase-1 statuses are resolved and declared as ``status:<therapy>`
 from __future__ import annotations
 
 import hashlib
-from collections import ChainMap
 import inspect
 import json
+from collections import ChainMap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
