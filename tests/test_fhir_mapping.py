@@ -307,11 +307,17 @@ def test_egfr_is_used_only_when_there_is_no_cockcroft_gault_clearance() -> None:
     assert bundle_to_document(bundle(egfr)).document["labs"]["creatinine_clearance"]["method"] == "egfr"
 
 
-def test_labs_date_is_the_latest_lab_date_and_a_spread_of_dates_is_warned() -> None:
+def test_labs_date_is_the_oldest_blood_count_date_so_an_old_count_never_passes_as_current() -> None:
     mapped = bundle_to_document(bundle(lab("p", "777-3", 210, "10*9/L", "2025-04-01"),
                                        lab("h", "718-7", 12, "g/dL", "2025-05-30")))
-    assert mapped.document["labs"]["date"] == "2025-05-30"
-    assert any("labs.platelets 2025-04-01" in w.message for w in mapped.warnings)
+    assert mapped.document["labs"]["date"] == "2025-04-01"
+    assert any("labs.haemoglobin 2025-05-30" in w.message for w in mapped.warnings)
+
+
+def test_labs_date_follows_the_counts_not_a_later_calcium() -> None:
+    mapped = bundle_to_document(bundle(lab("p", "777-3", 210, "10*9/L", "2025-05-28"),
+                                       lab("c", "29265-6", 2.3, "mmol/L", "2025-05-31")))
+    assert mapped.document["labs"]["date"] == "2025-05-28"
 
 
 # ------------------------------------------------------------------------------------------------ invalid input

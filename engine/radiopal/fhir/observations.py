@@ -259,22 +259,32 @@ def _reference_low(pick: _Candidate, table: CodeTable, sink: Sink) -> dict[str, 
     return {"value": number(checked[1]), "unit": table.unit(checked[0])}
 
 
+_COUNT_FIELDS = ("labs.platelets", "labs.wbc", "labs.anc", "labs.haemoglobin")
+
+
 def _lab_date(chosen: dict[str, _Candidate], table: CodeTable, out: dict[str, FieldValue], sink: Sink) -> None:
-    """labs.date = the latest effective date among the lab results used; warn when they differ."""
+    """labs.date: the OLDEST effective date among the blood counts used (else the latest of the other labs).
+
+    The contract has one date for all labs, and DATA-04 judges the counts by it (≤ 7 days for a radionuclide). Taking
+    the latest date would let an old platelet count pass as current beside a fresh haemoglobin; the oldest count date
+    is the safer reading. Bone-health rules set no window, so the other labs do not hold the date back.
+    """
     labs = [chosen[f] for f in table.lab_date_fields if f in chosen]
     if not labs:
         return
-    latest = max(labs, key=lambda c: c.order())
-    day = _day(latest, sink, "labs.date")
+    counts = [chosen[f] for f in _COUNT_FIELDS if f in chosen and chosen[f].when is not None]
+    pick = min(counts, key=lambda c: c.order()) if counts else max(labs, key=lambda c: c.order())
+    which = "oldest effective date of the blood counts used" if counts else "latest effective date of the labs used"
+    day = _day(pick, sink, "labs.date")
     if day is None:
         return
-    out["labs.date"] = FieldValue(day, latest.entry, latest.row, latest.when)
-    sink.cite("labs.date", latest.entry, derived="latest effective date of the lab results used")
-    older = sorted(
+    out["labs.date"] = FieldValue(day, pick.entry, pick.row, pick.when)
+    sink.cite("labs.date", pick.entry, derived=which)
+    differing = sorted(
         (c for c in labs if c.when is not None and c.when.day is not None and c.when.day.isoformat() != day),
         key=lambda c: c.order(),
     )
-    if older:
-        names = ", ".join(f"{c.spec.path} {c.when.iso()}" for c in older if c.when)
-        sink.warn(f"lab results carry different dates; labs.date is the latest ({day}), older: {names}",
-                  older[0].entry.path("effective[x]"))
+    if differing:
+        names = ", ".join(f"{c.spec.path} {c.when.iso()}" for c in differing if c.when)
+        sink.warn(f"lab results carry different dates; labs.date is the {which} ({day}); others: {names}",
+                  differing[0].entry.path("effective[x]"))
