@@ -74,6 +74,7 @@ class Runner:
         self.compiled = compiled
         self._local = threading.local()
         self.has_phase2 = any(c.phase == 2 for c in compiled.compiled)
+        self.order = {c.name: i for i, c in enumerate(compiled.compiled)}
 
     def _engine(self) -> Any:
         engine = getattr(self._local, "engine", None)
@@ -107,6 +108,10 @@ class Runner:
                 engine.run()
         finally:
             engine._radiopal_state = None
+        # experta's agenda order among equal keys depends on hashes that vary between processes; the firings are
+        # put in rule-base order so that everything built from them (explanations, graphs) is byte-stable.
+        order = self.order
+        state.firings.sort(key=lambda f: (order[f.compiled.name], f.therapy or ""))
         return state
 
 

@@ -37,6 +37,10 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
+        # mkstemp creates 0600; give the file the permissions an ordinary open() would (0666 less the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        Path(tmp).chmod(0o666 & ~umask)
         Path(tmp).replace(target)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
