@@ -100,3 +100,20 @@ def test_recent_myelosuppressive_chemotherapy_uses_42_days_for_nitrosoureas(pati
     assert facts(patient)["recent_myelosuppressive_chemo"].value is True
     patient["treatment_history"]["chemotherapy"][0]["last_dose_date"] = "2025-04-21"  # 42 days
     assert facts(patient)["recent_myelosuppressive_chemo"].value is False
+
+
+def test_calcium_exactly_on_the_default_limit_is_not_low_in_either_unit(patient):
+    patient["labs"]["calcium"] = {"value": 2.10, "unit": "mmol/L", "corrected": True}
+    assert facts(patient)["hypocalcaemia"].value is False
+    patient["labs"]["calcium"] = {"value": 8.4, "unit": "mg/dL", "corrected": True}
+    assert facts(patient)["hypocalcaemia"].value is False
+    patient["labs"]["calcium"] = {"value": 8.3, "unit": "mg/dL", "corrected": True}
+    assert facts(patient)["hypocalcaemia"].value is True
+
+
+def test_uncorrected_calcium_in_mg_dl_is_corrected_in_mg_dl(patient):
+    patient["labs"]["calcium"] = {"value": 8.0, "unit": "mg/dL", "corrected": False}
+    patient["labs"]["albumin"] = {"value": 3.5, "unit": "g/dL"}  # 8.0 + 0.8 × 0.5 = 8.4 mg/dL: on the limit
+    table = facts(patient)
+    assert table["ca_corr"].value == pytest.approx(8.4 * 0.2495, abs=1e-6)
+    assert table["hypocalcaemia"].value is False

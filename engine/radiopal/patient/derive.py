@@ -19,6 +19,7 @@ Deriver = Callable[[str, "PatientDocument", "FactTable"], "FactValue"]
 _REGISTRY: dict[str, Deriver] = {}
 
 DEFAULT_CALCIUM_LLN_MMOL_L = 2.10  # DATA-02 [U-derived; configurable]: lower of the published adult limits
+DEFAULT_CALCIUM_LLN_MG_DL = 8.4  # DATA-02 gives "2.10 mmol/L (8.4 mg/dL)"; 8.4 × 0.2495 is 2.0958, not 2.10
 WASHOUT_DAYS = 28  # SEQ-01 [U-derived]
 WASHOUT_DELAYED_NADIR_DAYS = 42  # SEQ-01 [U-derived]: nitrosourea, mitomycin
 DELAYED_NADIR_CLASSES = frozenset({"nitrosourea", "mitomycin"})
@@ -135,11 +136,19 @@ def _ca_corr(name: str, doc: PatientDocument, table: FactTable) -> FactValue:
     if not isinstance(albumin, Mapping) or albumin.get("value") is None:
         return fv.unknown(name, ("labs.albumin",), ("labs.calcium", "labs.albumin"),
                           note="calcium is not albumin-corrected and no albumin is given")
-    alb = convert(albumin["value"], albumin["unit"], "albumin")
-    value = round(ca + 0.02 * (40 - alb), 6)
     original["albumin"] = {"value": albumin["value"], "unit": albumin["unit"]}
-    return fv.of(name, value, ("labs.calcium", "labs.albumin"), original=original,
-                 note="corrected with Ca + 0.02 × (40 − albumin g/L) [U: Payne formula]")
+    if calcium["unit"] == "mg/dL":
+        # The brief's mg/dL form of the same formula; computing in the unit given keeps a value that sits exactly on
+        # the limit in that unit on the limit (the two forms differ in the 4th decimal).
+        alb_g_dl = convert(albumin["value"], albumin["unit"], "albumin", "g/dL")
+        corrected_mg_dl = calcium["value"] + 0.8 * (4.0 - alb_g_dl)
+        value = convert(corrected_mg_dl, "mg/dL", "calcium")
+        note = "corrected with Ca + 0.8 × (4.0 − albumin g/dL) in mg/dL [U: Payne formula]"
+    else:
+        alb = convert(albumin["value"], albumin["unit"], "albumin")
+        value = round(ca + 0.02 * (40 - alb), 6)
+        note = "corrected with Ca + 0.02 × (40 − albumin g/L) [U: Payne formula]"
+    return fv.of(name, value, ("labs.calcium", "labs.albumin"), original=original, note=note)
 
 
 @_register("calcium_lln")
@@ -149,6 +158,12 @@ def _calcium_lln(name: str, doc: PatientDocument, table: FactTable) -> FactValue
     lln = labs.get("calcium_lln") if isinstance(labs, Mapping) else None
     if isinstance(lln, Mapping) and lln.get("value") is not None:
         return fv.of(name, convert(lln["value"], lln["unit"], "calcium"), ("labs.calcium_lln",), original=lln)
+    calcium = labs.get("calcium") if isinstance(labs, Mapping) else None
+    if isinstance(calcium, Mapping) and calcium.get("unit") == "mg/dL":
+        # The brief's default in the unit the calcium was given in, converted with the same factor as the calcium,
+        # so that exactly 8.4 mg/dL is on the limit (not below it) as "2.10 mmol/L (8.4 mg/dL)" intends.
+        return fv.of(name, convert(DEFAULT_CALCIUM_LLN_MG_DL, "mg/dL", "calcium"), ("labs.calcium_lln",),
+                     note="default 8.4 mg/dL (DATA-02) [U-derived]")
     return fv.of(name, DEFAULT_CALCIUM_LLN_MMOL_L, ("labs.calcium_lln",),
                  note="default 2.10 mmol/L (DATA-02) [U-derived]")
 
