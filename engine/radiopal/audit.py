@@ -156,7 +156,8 @@ class AuditLog:
     """
 
     def __init__(self, target: str | Path, *, create: bool = True) -> None:
-        from sqlalchemy import create_engine, event
+        from sqlalchemy import create_engine, event, inspect
+        from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
         self.target = str(target)
         self._lock = threading.Lock()
@@ -167,11 +168,19 @@ class AuditLog:
                 raise InputError(f"{path}: no audit log there",
                                  [Problem("no audit log at this path", file=str(path), hint="give --db PATH")])
             if create:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise InputError(f"{path}: cannot create its folder: {exc.strerror}",
+                                     [Problem(f"cannot create its folder: {exc.strerror}", file=str(path))]) from exc
             url = f"sqlite:///{path.resolve()}"
         else:
             url = self.target
-        engine: Engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+        try:
+            engine: Engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+        except (ArgumentError, ImportError) as exc:
+            raise InputError(f"{self.target}: not a usable database URL: {exc}",
+                             [Problem(f"not a usable database URL: {exc}", file=self.target)]) from exc
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         if self.is_sqlite:
@@ -186,8 +195,15 @@ class AuditLog:
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
         self._tables = _tables()
-        if create:
-            self._create()
+        try:
+            if create:
+                self._create()
+            elif not inspect(engine).has_table("audit_records"):
+                raise InputError(f"{self.target}: not a radiopal audit log",
+                                 [Problem("not a radiopal audit log (no audit_records table)", file=self.target)])
+        except (SQLAlchemyError, OSError) as exc:
+            message = f"cannot open the audit log: {getattr(exc, 'orig', None) or exc}"
+            raise InputError(f"{self.target}: {message}", [Problem(message, file=self.target)]) from exc
 
     # --- schema -----------------------------------------------------------------------------------------------
     def _create(self) -> None:

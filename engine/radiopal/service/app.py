@@ -1,0 +1,173 @@
+"""The FastAPI application of the CDS Hooks service: routes, the body-size limit, JSON errors everywhere.
+
+Endpoints:
+
+* ``GET  /cds-services`` — discovery;
+* ``POST /cds-services/{id}`` — a hook call (``{"cards": [...]}``);
+* ``POST /cds-services/{id}/feedback`` — card feedback, stored in the audit log;
+* ``GET  /reports/{record}`` — the HTML report of an evaluation (linked from the cards; the record id is a random
+  UUID, and only evaluations made by this service are served).
+
+Every error is a JSON body ``{"error": code, "message": text}`` with the right status (400 malformed JSON or an invalid
+request naming the field, 401 authentication, 404 unknown service, 412 missing prefetch, 413 body too large); an
+unexpected failure is a 500 with the same shape and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from .errors import ServiceError
+from .hooks import CDSHooksService
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())
+#: How much of an oversized body is read (and thrown away) before answering 413, so that the client, still sending,
+#: gets the answer instead of a reset connection. Beyond this the connection is simply closed after the 413.
+DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+def _json_error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413, whatever Content-Length says."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope.get("headers", []) if k == b"content-length"), None)
+        if declared is not None and (not declared.isdigit()):
+            await _json_error(400, {"error": "bad-request", "message": "invalid Content-Length"})(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        total = 0
+        more = True
+        too_large = declared is not None and int(declared) > self.limit
+        while more and not too_large:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            more = message.get("more_body", False)
+            if total > self.limit:
+                too_large = True
+            else:
+                chunks.append(chunk)
+        if too_large:
+            while more and total <= DRAIN_LIMIT:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                total += len(message.get("body", b""))
+                more = message.get("more_body", False)
+            response = _json_error(413, {"error": "payload-too-large",
+                                         "message": f"the request body is larger than {self.limit} bytes"},
+                                   headers={"Connection": "close"})
+            await response(scope, receive, send)
+            return
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _read_json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        raise ServiceError(400, "bad-request", "the request body is empty; a JSON object is expected")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ServiceError(400, "bad-request", "the request body is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise ServiceError(400, "malformed-json",
+                           f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the service (rule base, code table, prefetch templates, audit log, keys) and its FastAPI app.
+
+    Raises :class:`radiopal.RadiopalError` for settings that would expose it without authentication.
+    """
+    settings.check()
+    service = CDSHooksService(settings)
+    app = FastAPI(title="radiopal CDS Hooks service", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.radiopal = service
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_request: Request, exc: ServiceError) -> Response:
+        return _json_error(exc.status, exc.body(), exc.headers or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return _json_error(exc.status_code, {"error": code, "message": str(exc.detail)},
+                           dict(exc.headers) if exc.headers else None)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s: %r", request.method, request.url.path, exc, exc_info=exc)
+        return _json_error(500, {"error": "internal-error",
+                                 "message": "radiopal could not answer this request; the error is in the service log"})
+
+    async def authenticate(request: Request) -> Any:
+        return await run_in_threadpool(service.authenticate, request.headers.get("authorization"), request.url.path)
+
+    @app.get("/cds-services")
+    async def discovery(request: Request) -> Response:
+        await authenticate(request)
+        return JSONResponse(service.discovery())
+
+    @app.post("/cds-services/{service_id}")
+    async def call(service_id: str, request: Request) -> Response:
+        claims = await authenticate(request)
+        service.spec(service_id)
+        body = await _read_json(request)
+        return JSONResponse(await run_in_threadpool(service.call, service_id, body, claims))
+
+    @app.post("/cds-services/{service_id}/feedback")
+    async def feedback(service_id: str, request: Request) -> Response:
+        claims = await authenticate(request)
+        service.spec(service_id)
+        body = await _read_json(request)
+        return JSONResponse(await run_in_threadpool(service.feedback, service_id, body, claims))
+
+    @app.get("/reports/{record_id}")
+    async def report(record_id: str) -> Response:
+        page = await run_in_threadpool(service.report, record_id)
+        if page is None:
+            raise ServiceError(404, "not-found", "no report with this id")
+        return HTMLResponse(page, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+    return app
