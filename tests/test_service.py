@@ -581,6 +581,15 @@ def test_every_call_is_audited_and_feedback_is_stored(march: tuple[str, Any]) ->
     assert bad.status_code == 400 and "feedback[0].outcome" in bad.json()["message"]
 
 
+def test_a_report_outlives_the_result_cache(march: tuple[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    base, app = march
+    [card] = patient_view(base, "V05").json()["cards"]
+    monkeypatch.setattr(app.state.radiopal, "_results", {})  # as after a restart
+    report = httpx.get(card["links"][0]["url"])
+    assert report.status_code == 200
+    assert "patient   V05" in report.text and "SEQ-01" in report.text and "deferred" in report.text
+
+
 # --- authentication ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def keys() -> dict[str, Any]:

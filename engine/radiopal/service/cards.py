@@ -4,8 +4,7 @@ A card says what radiopal decided and why, in the EHR's words: ``summary`` (unde
 (``critical`` when a therapy shown is contraindicated, ``warning`` when one is deferred, else ``info``), ``detail``
 (GitHub-flavoured Markdown: why, why not, the earliest date, the data to collect), ``source`` (the rule base, the
 citation URL of the rule that decided, and the rule id as a ``topic`` Coding), ``overrideReasons`` and a link to the
-HTML report of the evaluation. The why and why-not text comes from :func:`radiopal.explain.explain` when that module
-is installed; otherwise from the deciding rules (id, title, citation).
+HTML report of the evaluation. The why and why-not text comes from :func:`radiopal.explain.explain`.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .. import DISCLAIMER, __version__
@@ -79,7 +78,7 @@ class RuleRef:
 
 @dataclass(frozen=True)
 class TherapyView:
-    """One therapy's decision with its reasons, independent of where the explanation came from."""
+    """One therapy's decision with its reasons, as the cards use it (a digest of its explanation)."""
 
     therapy: str
     name: str
@@ -105,17 +104,13 @@ class DraftOrder:
     ref: str
     therapies: tuple[str, ...]
     text: str = ""
-    matched: tuple[str, ...] = field(default=())
 
 
 def therapy_views(result: Any, therapies: Iterable[str] | None = None) -> dict[str, TherapyView]:
-    """A :class:`TherapyView` per therapy of ``result`` (or only ``therapies``), from radiopal.explain when available."""
+    """A :class:`TherapyView` per therapy of ``result`` (or only ``therapies``), from :func:`radiopal.explain.explain`."""
+    from ..explain import explain
+
     wanted = set(therapies) if therapies is not None else None
-    try:
-        from ..explain import explain
-    except ImportError:
-        return {d.therapy: _view_from_decision(result, d) for d in result.decisions
-                if wanted is None or d.therapy in wanted}
     # One therapy at a time is cheaper than all of them for the one or two therapies an order names.
     explanations = [explain(result)] if wanted is None else [explain(result, t) for t in sorted(wanted)]
     views = {}
@@ -153,27 +148,6 @@ def _findings(node: Any) -> Iterable[str]:
         return
     for child in children:
         yield from _findings(child)
-
-
-def _view_from_decision(result: Any, decision: Any) -> TherapyView:
-    catalogue = result.rulebase.catalogue
-    therapy = catalogue.therapy(decision.therapy)
-    rules: dict[str, RuleRef] = {}
-    for firing in [*decision.deciding, *decision.indication]:
-        rule = firing.compiled.rule
-        sources = tuple(
-            {"key": k, "citation": catalogue.references[k].citation, "url": catalogue.references[k].url}
-            for k in rule.sources if k in catalogue.references
-        )
-        missing = (f"missing: {', '.join(firing.missing_paths)}",) if firing.missing_paths else ()
-        rules.setdefault(rule.key, RuleRef(rule.id, rule.key, rule.title, rule.summary, sources, missing,
-                                           rule.is_unverified))
-    return TherapyView(
-        therapy=decision.therapy, name=therapy.name, group=therapy.group, status=decision.status,
-        earliest_date=decision.earliest_date.isoformat() if decision.earliest_date else None,
-        date_unknown=decision.date_unknown, dose_mg=decision.dose_mg, rules=tuple(rules.values()),
-        missing=tuple(decision.missing_data), unverified=decision.unverified,
-    )
 
 
 # --- building blocks -----------------------------------------------------------------------------------------------

@@ -196,12 +196,10 @@ class CDSHooksService:
         with self._lock:
             result = self._results.get(key)
         if result is not None:
-            try:
-                from ..explain import explain, render_html
-            except ImportError:
-                pass
-            else:
-                return render_html(explain(result), result, graphs=False)
+            from ..explain import explain, render_html
+
+            return render_html(explain(result), result, graphs=False)
+        # Evicted from the cache or made before a restart: the stored trace, as `radiopal audit show` prints it.
         record = self.audit.get(key)
         if record is None or record.kind != "evaluation" or not record.caller.startswith(CALLER_PREFIX):
             return None
