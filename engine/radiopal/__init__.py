@@ -36,17 +36,18 @@ __all__ = [
     "RulebaseError",
     "ScenarioError",
     "__version__",
+    "evaluate_fhir",
     "load_patient",
     "load_rulebase",
 ]
 
 if TYPE_CHECKING:
-    from .api import RuleBase, load_patient, load_rulebase
+    from .api import RuleBase, evaluate_fhir, load_patient, load_rulebase
 
 
 def __getattr__(name: str) -> Any:
     # The API module pulls in the compiler; import it on first use so `import radiopal` stays cheap and side-effect free.
-    if name in {"RuleBase", "load_rulebase", "load_patient"}:
+    if name in {"RuleBase", "load_rulebase", "load_patient", "evaluate_fhir"}:
         from . import api
 
         return getattr(api, name)

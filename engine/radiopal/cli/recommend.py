@@ -37,11 +37,13 @@ def load_patient_argument(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import load_rulebase
+    from ..api import evaluate_fhir, load_rulebase
 
     rulebase = load_rulebase(args.rules)
-    patient = load_patient_argument(args)
-    result = rulebase.evaluate(patient)
+    if args.fhir:
+        result = evaluate_fhir(args.patient, rulebase)  # keeps the resource id and fullUrl of every input
+    else:
+        result = rulebase.evaluate(load_patient_argument(args))
     if args.audit_db:
         from ..audit import AuditLog
 
