@@ -156,15 +156,49 @@ def test_the_latest_of_several_deferral_dates_wins(tmp_path, patient):
     assert decision.reasons == ("ELIG-SR-01", "SEQ-01", "SEQ-03")
 
 
-def test_ongoing_chemotherapy_leaves_the_earliest_date_open(tmp_path, patient):
+def test_ongoing_chemotherapy_gives_no_date_of_its_own(tmp_path, patient):
+    patient["treatment_history"]["chemotherapy"] = [
+        {"agent": "docetaxel", "class": "taxane", "myelosuppressive": True, "last_dose_date": "2025-05-30", "ongoing": True},
+    ]
+    decision = make(tmp_path, INDICATION, WASHOUT).evaluate(patient).decision("sr89")
+    assert decision.status == "deferred"
+    assert decision.earliest_date is None
+    assert decision.date_unknown
+
+
+def test_with_an_undated_deferral_the_latest_dated_one_still_gives_the_earliest_date(tmp_path, patient):
+    # Brief §13.4: the latest date among the date-bearing deferral rules that fired.
     patient["treatment_history"]["radionuclides"] = [{"agent": "sr89", "date": "2025-04-01"}]
     patient["treatment_history"]["chemotherapy"] = [
         {"agent": "docetaxel", "class": "taxane", "myelosuppressive": True, "last_dose_date": "2025-05-30", "ongoing": True},
     ]
     decision = make(tmp_path, INDICATION, RETREAT, WASHOUT).evaluate(patient).decision("sr89")
     assert decision.status == "deferred"
-    assert decision.earliest_date is None
+    assert decision.earliest_date == dt.date(2025, 6, 30)
     assert decision.date_unknown
+
+
+def test_a_missing_field_of_a_history_entry_is_reported_with_the_contract_path(tmp_path, patient):
+    consolidation = """
+- id: CHEMO-02
+  title: Consolidation after docetaxel response
+  version: 1
+  strength: weak
+  verification: V
+  sources: [fizazi_2009]
+  therapies: [docetaxel_sm153]
+  when:
+    exists: chemotherapy
+    where: {field: best_response, op: in, value: [response, stable]}
+  then: {status: eligible}
+"""
+    patient["treatment_history"]["chemotherapy"] = [
+        {"agent": "docetaxel", "class": "taxane", "myelosuppressive": True, "last_dose_date": "2025-01-30", "ongoing": False},
+    ]
+    result = make(tmp_path, consolidation).evaluate(patient)
+    outcome = result.rulebase.rules[0].when.explain(
+        __import__("radiopal.conditions", fromlist=["Env"]).Env(result.facts.facts, result.facts.evaluation_date))
+    assert {p for o in outcome.walk() for p in o.missing} == {"treatment_history.chemotherapy[].best_response"}
 
 
 def test_a_unverified_rule_marks_the_decision_it_decides(tmp_path, patient):

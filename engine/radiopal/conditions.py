@@ -325,11 +325,18 @@ class Exists(Condition):
             return False, [], tuple(fact.missing) if fact is not None else ()
         return True, list(fact.value), ()
 
+    def _item_path(self, env: Env) -> str:
+        """The contract's path for a field of any entry: ``treatment_history.chemotherapy[]`` (contract §A.4)."""
+        fact = env.facts.get(self.list_name)
+        sources = getattr(fact, "sources", ()) if fact is not None else ()
+        return f"{sources[0] if sources else self.list_name}[]"
+
     def truth(self, env: Env) -> Tri:
         known, entries, _ = self._entries(env)
         if not known:
             return Tri.UNKNOWN
-        return any_of(self.where.truth(env.with_item(e, f"{self.list_name}[{i}]")) for i, e in enumerate(entries))
+        path = self._item_path(env)
+        return any_of(self.where.truth(env.with_item(e, path)) for e in entries)
 
     def explain(self, env: Env) -> Outcome:
         known, entries, missing = self._entries(env)
@@ -337,8 +344,9 @@ class Exists(Condition):
             return Outcome(self, Tri.UNKNOWN, missing=missing)
         outs = []
         witnesses = []
-        for i, entry in enumerate(entries):
-            inner = self.where.explain(env.with_item(entry, f"{self.list_name}[{i}]"))
+        path = self._item_path(env)
+        for entry in entries:
+            inner = self.where.explain(env.with_item(entry, path))
             outs.append(inner)
             if inner.value is Tri.TRUE:
                 witnesses.append(entry)

@@ -81,14 +81,12 @@ def _decide_one(therapy: str, firings: list[Firing]) -> Decision:
     decision = Decision(therapy, status, reasons=tuple(reasons), deciding=deciding, indication=indication,
                         overridden=overridden)
     if status == "deferred":
+        # Brief §13.4: the latest date among the date-bearing deferrals that fired. A deferral whose date cannot be
+        # computed (chemotherapy still ongoing) carries none; it is flagged so explanations say the end is open.
         dated = [f for f in deciding if f.compiled.rule.then.earliest_date is not None]
-        # A deferral whose date cannot be computed (e.g. chemotherapy still ongoing) leaves the date open: giving the
-        # date of another deferral would suggest a time at which the therapy could start, which is not known.
-        if any(f.date_unknown for f in dated):
-            decision.date_unknown = True
-        else:
-            dates = [f.earliest_date for f in dated if f.earliest_date is not None]
-            decision.earliest_date = max(dates) if dates else None
+        decision.date_unknown = any(f.date_unknown for f in dated)
+        dates = [f.earliest_date for f in dated if f.earliest_date is not None]
+        decision.earliest_date = max(dates) if dates else None
     if status in ("recommended", "eligible", "deferred"):
         doses = sorted({f.compiled.rule.then.dose_mg for f in firings if f.compiled.rule.then.dose_mg is not None})
         if doses:

@@ -161,8 +161,8 @@ def _earliest(spec: DateSpec, env: Env, outcome: Outcome) -> tuple[dt.date | Non
     if not witnesses:
         return None, True
     dates = []
-    for i, entry in enumerate(witnesses):
-        if spec.none_if is not None and spec.none_if.truth(env.with_item(entry, f"{spec.of}[{i}]")) is not Tri.FALSE:
+    for entry in witnesses:
+        if spec.none_if is not None and spec.none_if.truth(env.with_item(entry, f"{spec.of}[]")) is not Tri.FALSE:
             return None, True
         value = entry.get(spec.field or "")
         if value is None:
