@@ -10,10 +10,17 @@ Compilation to experta is a separate stage (radiopal.rulebase.compile).
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
+
+from jsonschema import Draft202012Validator
 
 from .. import schemacheck
 from ..catalogue import Catalogue, load_catalogue
@@ -34,8 +41,15 @@ from ..errors import InputError, Problem, RulebaseError
 from ..patient.units import convert, quantities
 from ..suggest import hint_for
 from ..vocabulary import FactSpec, FieldSpec, Vocabulary, load_vocabulary
-from ..yamlio import SourceMap, dotted, load_document
+from ..yamlio import SourceMap, dotted, load_document, load_text
 from .model import STATUSES, Advisory, Conclusion, DateSpec, Requirement, Rule, RuleFile
+
+#: Rule files are hand-written and small (the largest shipped file is ~50 KB). A lower limit than the general one of
+#: radiopal.yamlio keeps a pathological file from holding the loader (and lint) for minutes.
+RULE_FILE_MAX_BYTES = 512 * 1024
+
+#: The stages a problem can come from, in order (``collect_rules`` tags each problem with one).
+STAGES = ("read", "schema", "type", "rulebase")
 
 
 @dataclass
@@ -47,6 +61,25 @@ class LoadedRules:
     vocabulary: Vocabulary
     catalogue: Catalogue
     folder: str
+    sources: dict[str, SourceMap] = field(default_factory=dict, repr=False)
+    rule_paths: dict[int, tuple[Any, ...]] = field(default_factory=dict, repr=False)
+
+    def where(self, rule: Rule, *path: Any) -> tuple[int, int]:
+        """Line and column of ``path`` inside ``rule`` (e.g. ``"when", "all", 1``) in its file; (0, 0) if unknown."""
+        source = self.sources.get(rule.file)
+        base = self.rule_paths.get(id(rule))
+        if source is None or base is None:
+            return (rule.line, 0)
+        return source.where((*base, *path))
+
+
+@dataclass(frozen=True)
+class StagedProblem:
+    """A problem, the loading stage that found it (one of :data:`STAGES`) and the key of its rule (if any)."""
+
+    stage: str
+    problem: Problem
+    rule_key: str = ""
 
 
 def rule_files(folder: str | Path) -> list[Path]:
@@ -63,53 +96,167 @@ def load_rules(
     folder: str | Path, *, vocabulary: Vocabulary | None = None, catalogue: Catalogue | None = None
 ) -> LoadedRules:
     """Load, validate and type-check every rule file of ``folder``; raise RulebaseError listing all problems."""
+    loaded, staged = collect_rules(folder, vocabulary=vocabulary, catalogue=catalogue)
+    if staged:
+        problems = [s.problem for s in staged]
+        if len(problems) == 1 and problems[0].message == "no rule files (*.yaml)":
+            raise RulebaseError(f"{folder}: no rule files (*.yaml)", problems)
+        raise RulebaseError(f"{folder}: rule base has {len(problems)} problem(s)", problems)
+    return loaded
+
+
+@dataclass
+class _ParsedFile:
+    path: Path
+    data: dict[str, Any]
+    source: SourceMap
+    rules: list[tuple[int, dict[str, Any]]]  # (index in the file, raw rule) of every rule that passed the schema
+    problems: int = 0  # schema problems of the file
+
+
+def collect_rules(
+    folder: str | Path, *, vocabulary: Vocabulary | None = None, catalogue: Catalogue | None = None
+) -> tuple[LoadedRules, list[StagedProblem]]:
+    """Load as much of ``folder`` as can be loaded, and every problem found on the way.
+
+    Unlike :func:`load_rules` this does not stop at the first broken file or rule: a file that cannot be parsed is
+    skipped, a rule that fails the schema or the type check is left out, and everything else is loaded, so later
+    analyses (``radiopal lint``) see the rest of the rule base. Raises :class:`RulebaseError` only when ``folder``
+    does not exist.
+    """
     vocab = vocabulary or load_vocabulary()
     cat = catalogue or load_catalogue()
-    problems: list[Problem] = []
-    parsed: list[tuple[Path, dict[str, Any], SourceMap]] = []
+    staged: list[StagedProblem] = []
+    parsed: list[_ParsedFile] = []
     files = rule_files(folder)
     if not files:
-        raise RulebaseError(f"{folder}: no rule files (*.yaml)", [Problem("no rule files (*.yaml)", file=str(folder))])
+        staged.append(StagedProblem("read", Problem("no rule files (*.yaml)", file=str(folder))))
     for path in files:
+        raw, digest = _read(path)
+        cached = _cached_file(path, digest)
+        if cached is not None:
+            parsed.append(cached)
+            continue
         try:
-            located = load_document(path, kind="rule file")
+            if raw is None:  # let the reader say why it cannot be read
+                located = load_document(path, kind="rule file", max_bytes=RULE_FILE_MAX_BYTES)
+            else:
+                located = load_text(raw, file=str(path), kind="rule file", max_bytes=RULE_FILE_MAX_BYTES)
         except InputError as exc:
-            problems.extend(exc.problems)
+            staged.extend(StagedProblem("read", p) for p in exc.problems)
             continue
-        found = schemacheck.problems(located.data, "rulefile", source=located.source)
-        if found:
-            problems.extend(_with_rule_ids(found, located.data))
-            continue
-        parsed.append((path, located.data, located.source))
+        item = _validated(path, located.data, located.source, staged)
+        if item is not None:
+            parsed.append(item)
+            if digest is not None and len(item.rules) == len(located.data["rules"]) and not item.problems:
+                _remember(digest, located.data, located.source)
     # Derived facts of every file are known to every file.
     derived: dict[str, FactSpec] = {}
-    for path, data, source in parsed:
-        for name, spec in (data.get("derived_facts") or {}).items():
-            line, col = source.where(("derived_facts", name))
+    declared_at: dict[str, Problem] = {}
+    for item in parsed:
+        declared = item.data.get("derived_facts")
+        for name, spec in (declared.items() if isinstance(declared, dict) else ()):
+            line, col = item.source.where(("derived_facts", name))
+            where = Problem("", path=f"derived_facts.{name}", file=str(item.path), line=line, column=col)
             if name in vocab or name in derived:
-                problems.append(Problem(f"derived fact {name!r} is already defined", file=str(path), line=line,
-                                        column=col, path=f"derived_facts.{name}"))
+                staged.append(StagedProblem("rulebase", Problem(
+                    f"derived fact {name!r} is already defined", file=str(item.path), line=line, column=col,
+                    path=f"derived_facts.{name}",
+                    hint="it is in kb/facts.yaml" if name in vocab else f"declared first at {_at(declared_at[name])}")))
                 continue
-            derived[name] = FactSpec(name, "boolean", spec.get("description", ""), derived_by=str(path))
+            description = spec.get("description", "") if isinstance(spec, dict) else ""
+            derived[name] = FactSpec(name, "boolean", str(description), derived_by=str(item.path))
+            declared_at[name] = where
     full_vocab = vocab.with_derived(derived)
     checker = _Checker(full_vocab, cat)
     rule_files_out = []
     all_rules: list[Rule] = []
-    for path, data, source in parsed:
+    rule_paths: dict[int, tuple[Any, ...]] = {}
+    area_default = "unknown"
+    for item in parsed:
+        area = item.data.get("area")
+        area = area if isinstance(area, str) else area_default
         rules = []
-        for i, raw in enumerate(data["rules"]):
-            rule = checker.rule(raw, ("rules", i), str(path), source, data["area"])
+        for i, raw in item.rules:
+            rule = checker.rule(raw, ("rules", i), str(item.path), item.source, area)
             if rule is not None:
                 rules.append(rule)
-        problems.extend(checker.take())
-        rule_files_out.append(RuleFile(str(path), data["area"], data["version"], data.get("title", ""), tuple(rules),
-                                       {k: v.get("description", "") for k, v in (data.get("derived_facts") or {}).items()}))
+                rule_paths[id(rule)] = ("rules", i)
+        staged.extend(StagedProblem("type", p, _key_at(p.path, item.data)) for p in checker.take())
+        declared = item.data.get("derived_facts")
+        rule_files_out.append(RuleFile(
+            str(item.path), area, str(item.data.get("version", "")), str(item.data.get("title", "")), tuple(rules),
+            {k: str(v.get("description", "")) if isinstance(v, dict) else ""
+             for k, v in (declared.items() if isinstance(declared, dict) else ())}))
         all_rules.extend(rules)
-    problems.extend(_duplicates(all_rules))
-    problems.extend(_derivation_problems(all_rules, derived))
-    if problems:
-        raise RulebaseError(f"{folder}: rule base has {len(problems)} problem(s)", problems)
-    return LoadedRules(tuple(rule_files_out), tuple(all_rules), full_vocab, cat, str(folder))
+    staged.extend(StagedProblem("rulebase", p, p.rule_id) for p in _duplicates(parsed))
+    staged.extend(StagedProblem("rulebase", p) for p in _derivation_problems(parsed, derived, declared_at))
+    loaded = LoadedRules(tuple(rule_files_out), tuple(all_rules), full_vocab, cat, str(folder),
+                         {str(item.path): item.source for item in parsed}, rule_paths)
+    return loaded, staged
+
+
+def _at(problem: Problem) -> str:
+    return f"{problem.file}:{problem.line}" if problem.line else problem.file
+
+
+def _validated(path: Path, data: Any, source: SourceMap, staged: list[StagedProblem]) -> _ParsedFile | None:
+    """Schema-check one parsed file; keep the rules that pass on their own when the file as a whole does not."""
+    found = schemacheck.problems(data, "rulefile", source=source)
+    staged.extend(StagedProblem("schema", p, _key_at(p.path, data)) for p in _with_rule_ids(found, data))
+    if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+        return None
+    raw_rules = data["rules"]
+    if not found:
+        return _ParsedFile(path, data, source, list(enumerate(raw_rules)))
+    rule_check = _rule_validator()
+    kept = [(i, raw) for i, raw in enumerate(raw_rules) if rule_check.is_valid(raw)]
+    return _ParsedFile(path, data, source, kept, problems=len(found))
+
+
+#: Parsed, schema-valid rule files by the sha256 of their bytes. Parsing YAML is most of the cost of loading a rule
+#: base; the service, ``radiopal diff`` and the tests load the same files again and again.
+_PARSED: OrderedDict[str, tuple[Any, dict[tuple[Any, ...], tuple[int, int]]]] = OrderedDict()
+_PARSED_MAX = 64
+_PARSED_LOCK = threading.Lock()
+
+
+def _read(path: Path) -> tuple[bytes | None, str | None]:
+    """The bytes of a rule file and their sha256 (None, None when it cannot be read or is too large)."""
+    try:
+        if path.stat().st_size > RULE_FILE_MAX_BYTES:
+            return None, None
+        raw = path.read_bytes()
+    except OSError:
+        return None, None
+    return raw, hashlib.sha256(raw).hexdigest()
+
+
+def _cached_file(path: Path, digest: str | None) -> _ParsedFile | None:
+    """A fresh copy of a schema-valid file parsed before with the same bytes, or None."""
+    if digest is None:
+        return None
+    with _PARSED_LOCK:
+        hit = _PARSED.get(digest)
+        if hit is None:
+            return None
+        _PARSED.move_to_end(digest)
+    data = copy.deepcopy(hit[0])
+    return _ParsedFile(path, data, SourceMap(str(path), hit[1]), list(enumerate(data["rules"])))
+
+
+def _remember(digest: str, data: Any, source: SourceMap) -> None:
+    with _PARSED_LOCK:
+        _PARSED[digest] = (copy.deepcopy(data), source.positions)
+        while len(_PARSED) > _PARSED_MAX:
+            _PARSED.popitem(last=False)
+
+
+@cache
+def _rule_validator() -> Draft202012Validator:
+    """A validator for one rule (``#/$defs/rule`` of the rule-file schema)."""
+    schema = schemacheck.validator("rulefile").schema
+    return Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/rule"})
 
 
 def _with_rule_ids(problems: Iterable[Problem], data: Any) -> list[Problem]:
@@ -127,32 +274,58 @@ def _with_rule_ids(problems: Iterable[Problem], data: Any) -> list[Problem]:
     return out
 
 
-def _duplicates(rules: list[Rule]) -> list[Problem]:
-    seen: dict[str, Rule] = {}
+def _key_at(path: str, data: Any) -> str:
+    """The key (``id`` or ``id/variant``) of the rule a ``rules[i]...`` problem path points into, or ``""``."""
+    if not path.startswith("rules[") or not isinstance(data, dict):
+        return ""
+    try:
+        raw = data["rules"][int(path[len("rules["):path.index("]")])]
+        return _raw_key(raw) if isinstance(raw, dict) and isinstance(raw.get("id"), str) else ""
+    except (ValueError, IndexError, KeyError, TypeError):
+        return ""
+
+
+def _raw_key(raw: dict[str, Any]) -> str:
+    variant = raw.get("variant")
+    return f"{raw['id']}/{variant}" if variant else str(raw["id"])
+
+
+def _duplicates(parsed: list[_ParsedFile]) -> list[Problem]:
+    """Rules (that passed the schema, whether or not they type-check) sharing an id and variant."""
+    seen: dict[str, str] = {}
     out = []
-    for rule in rules:
-        if rule.key in seen:
-            first = seen[rule.key]
-            out.append(Problem(f"duplicate rule id {rule.key!r} (first defined at {first.location()})",
-                               file=rule.file, line=rule.line, rule_id=rule.id,
-                               hint="give one of them a `variant` if both encode the same brief rule"))
-        else:
-            seen[rule.key] = rule
+    for item in parsed:
+        for i, raw in item.rules:
+            key = _raw_key(raw)
+            line, col = item.source.where(("rules", i, "id"))
+            if key in seen:
+                out.append(Problem(f"duplicate rule id {key!r} (first defined at {seen[key]})", path=f"rules[{i}].id",
+                                   file=str(item.path), line=line, column=col, rule_id=key,
+                                   hint="give one of them a `variant` if both encode the same brief rule"))
+            else:
+                seen[key] = f"{item.path}:{line}"
     return out
 
 
-def _derivation_problems(rules: list[Rule], derived: dict[str, FactSpec]) -> list[Problem]:
+def _derivation_problems(parsed: list[_ParsedFile], derived: dict[str, FactSpec],
+                         declared_at: dict[str, Problem]) -> list[Problem]:
+    """Each declared derived fact needs exactly one rule deriving it."""
+    by_fact: dict[str, list[str]] = {}
+    for item in parsed:
+        for _, raw in item.rules:
+            name = raw["then"].get("derive") if isinstance(raw.get("then"), dict) else None
+            if isinstance(name, str):
+                by_fact.setdefault(name, []).append(_raw_key(raw))
     out = []
-    by_fact: dict[str, list[Rule]] = {}
-    for rule in rules:
-        if rule.then.derive:
-            by_fact.setdefault(rule.then.derive, []).append(rule)
-    for name, spec in derived.items():
+    for name in derived:
         makers = by_fact.get(name, [])
         if len(makers) != 1:
-            what = "no rule derives it" if not makers else f"{len(makers)} rules derive it: " + ", ".join(
-                r.key for r in makers)
-            out.append(Problem(f"derived fact {name!r}: {what}; expected exactly one", file=spec.derived_by or ""))
+            what = "no rule derives it" if not makers else f"{len(makers)} rules derive it: " + ", ".join(makers)
+            where = declared_at[name]
+            out.append(Problem(f"derived fact {name!r}: {what}; expected exactly one", path=where.path,
+                               file=where.file, line=where.line, column=where.column,
+                               hint="add a rule with `then: {derive: " + name + "}`" if not makers else
+                               "derive it in one rule (use `any` to combine the conditions)"))
     return out
 
 

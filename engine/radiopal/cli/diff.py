@@ -1,0 +1,32 @@
+"""``radiopal diff OLD_RULES NEW_RULES``: version impact of a rule-base change (rules and decisions)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "diff", help="compare two rule-base versions: rule changes and the decisions they change",
+        description="Compare two rule-base folders: rules added, removed and changed (changed thresholds side by "
+                    "side), and — for the scenarios or patient documents given — every decision whose status, "
+                    "earliest date or dose changes, with the rules responsible in each version. "
+                    "Exit status: 0 whether or not anything changed (it is a report), 2 when a rule base or a "
+                    "folder cannot be loaded.")
+    parser.add_argument("old", metavar="OLD_RULES", help="the earlier rule-base folder")
+    parser.add_argument("new", metavar="NEW_RULES", help="the later rule-base folder")
+    parser.add_argument("--scenarios", nargs="+", metavar="PATH", default=[],
+                        help="scenario files or folders (or plain patient documents) to re-decide with both")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..api import load_rulebase
+    from ..diff import diff_rulebases
+
+    report = diff_rulebases(load_rulebase(args.old), load_rulebase(args.new), args.scenarios)
+    sys.stdout.write(report.to_json() if args.format == "json" else report.to_text())
+    return 0

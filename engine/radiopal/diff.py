@@ -1,0 +1,270 @@
+"""Version impact diff: what changed between two rule bases, and which patients' advice changes because of it.
+
+``diff_rulebases(old, new, scenarios)`` compares rules by key (``id`` or ``id/variant``): added, removed and changed
+(the fields that differ; changed thresholds side by side — fact, operator, old value → new value — matched by the
+condition node id). It then runs each scenario (or plain patient document) against both rule bases and lists every
+decision whose status, earliest date or dose changes, with the rules that decided it in each version, and the
+advisories that appear or disappear. A report, not a check: the CLI exits 0 whether or not anything changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .conditions import Compare
+from .errors import InputError, ScenarioError
+from .lint.findings import display_path
+from .patient.load import parse_patient
+from .rulebase.model import Rule
+from .scenarios import scenario_paths
+from .yamlio import load_document
+
+__all__ = ["RuleChange", "RulebaseDiff", "diff_rulebases"]
+
+
+@dataclass
+class RuleChange:
+    """One rule present in both versions whose definition differs."""
+
+    key: str
+    old: Rule
+    new: Rule
+    fields: list[str]
+    thresholds: list[dict[str, Any]] = field(default_factory=list)
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def version_raised(self) -> bool:
+        return self.new.version > self.old.version
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.key,
+            "file": display_path(self.new.file),
+            "line": self.new.line,
+            "fields": self.fields,
+            "version": {"old": self.old.version, "new": self.new.version},
+            "version_raised": self.version_raised,
+            "thresholds": self.thresholds,
+            "conditions": self.conditions,
+        }
+
+
+@dataclass
+class RulebaseDiff:
+    """The whole comparison, as data (``to_dict``) or text (``to_text``)."""
+
+    old_path: str
+    new_path: str
+    old_version: str
+    new_version: str
+    identical: bool
+    added: list[Rule] = field(default_factory=list)
+    removed: list[Rule] = field(default_factory=list)
+    changed: list[RuleChange] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
+    scenarios: int = 0
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    advisories: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.added or self.removed or self.changed or self.files or self.decisions or self.advisories)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "old": {"rules": display_path(self.old_path), "version": self.old_version},
+            "new": {"rules": display_path(self.new_path), "version": self.new_version},
+            "changed": self.has_changes,
+            "identical_rules": self.identical,
+            "rules": {
+                "added": [_rule_ref(r) for r in self.added],
+                "removed": [_rule_ref(r) for r in self.removed],
+                "changed": [c.to_dict() for c in self.changed],
+            },
+            "files": self.files,
+            "scenarios": self.scenarios,
+            "decisions": self.decisions,
+            "advisories": self.advisories,
+            "errors": self.errors,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    def to_text(self) -> str:
+        lines = [f"radiopal diff {display_path(self.old_path)} → {display_path(self.new_path)}"]
+        if not self.has_changes and not self.errors:
+            what = "identical rule bases" if self.identical else "rules differ only in form"
+            tail = f"; {self.scenarios} scenarios, no decision changes" if self.scenarios else ""
+            lines.append(f"no change ({what}{tail})")
+            return "\n".join(lines) + "\n"
+        if self.old_version != self.new_version:
+            lines.append(f"rule base version: {self.old_version} → {self.new_version}")
+        for f in self.files:
+            lines.append(f"  file {f['area']}: {f['change']}")
+        lines.append(f"rules: {len(self.added)} added, {len(self.removed)} removed, {len(self.changed)} changed")
+        for r in self.added:
+            lines.append(f"  + {r.key}  {display_path(r.file)}:{r.line}  {r.title}")
+        for r in self.removed:
+            lines.append(f"  - {r.key}  {display_path(r.file)}:{r.line}  {r.title}")
+        for c in self.changed:
+            version = (f"version {c.old.version} → {c.new.version}" if c.version_raised
+                       else f"version {c.new.version} NOT raised")
+            lines.append(f"  ~ {c.key}  {display_path(c.new.file)}:{c.new.line}  ({version}): {', '.join(c.fields)}")
+            for t in c.thresholds:
+                lines.append(f"      {t['fact']}: {t['old']} → {t['new']}   [{t['node']}]")
+            for cond in c.conditions:
+                lines.append(f"      {cond['node']}: {cond['old'] or '(none)'} → {cond['new'] or '(none)'}")
+        if self.scenarios:
+            touched = len({d['scenario'] for d in self.decisions})
+            lines.append(f"decisions: {len(self.decisions)} changed in {touched} of {self.scenarios} scenarios")
+            for d in self.decisions:
+                lines.append(f"  {d['patient_id']} ({display_path(d['scenario'])}) {d['therapy']}: "
+                             f"{_decision_text(d['old'], d['new'])} → {_decision_text(d['new'], d['old'])}")
+                lines.append(f"      old: {_responsible(d['old'])} | new: {_responsible(d['new'])}")
+            for a in self.advisories:
+                lines.append(f"  {a['patient_id']} ({display_path(a['scenario'])}) advisories: "
+                             + "; ".join([*(f"+{x}" for x in a["added"]), *(f"-{x}" for x in a["removed"])]))
+        for e in self.errors:
+            lines.append(f"  error: {display_path(e['scenario'])}: {e['error']}")
+        return "\n".join(lines) + "\n"
+
+
+def _rule_ref(rule: Rule) -> dict[str, Any]:
+    return {"rule": rule.key, "file": display_path(rule.file), "line": rule.line, "title": rule.title}
+
+
+def _decision_text(d: dict[str, Any], other: dict[str, Any]) -> str:
+    """``deferred from 2025-07-01, 3.5 mg``; a date or dose the other side has is shown as ``no date``/``no dose``."""
+    text = d["status"]
+    if d.get("earliest_date"):
+        text += f" from {d['earliest_date']}"
+    elif other.get("earliest_date"):
+        text += ", no date"
+    if d.get("dose_mg") is not None:
+        text += f", {d['dose_mg']:g} mg"
+    elif other.get("dose_mg") is not None:
+        text += ", no dose"
+    return text
+
+
+def _responsible(d: dict[str, Any]) -> str:
+    text = ", ".join(d["rules"]) or "no rule (default)"
+    if d.get("dose_rules"):
+        text += f"; dose: {', '.join(d['dose_rules'])}"
+    return text
+
+
+def _thresholds(old: Rule, new: Rule) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Changed comparisons, matched by condition node id: thresholds (same subject) and other condition edits."""
+    def compares(rule: Rule) -> dict[str, Compare]:
+        return {n.cid: n for n in rule.when.nodes() if isinstance(n, Compare)} if rule.when is not None else {}
+
+    before, after = compares(old), compares(new)
+    thresholds, conditions = [], []
+    for cid in sorted(set(before) | set(after)):
+        a, b = before.get(cid), after.get(cid)
+        if a is not None and b is not None and (a.subject, a.name) == (b.subject, b.name):
+            if (a.op, a.value) != (b.op, b.value):
+                thresholds.append({"node": cid, "fact": a.name, "subject": a.subject,
+                                   "old_op": a.op, "new_op": b.op,
+                                   "old_value": _plain(a.written_value if a.written_value is not None else a.value),
+                                   "new_value": _plain(b.written_value if b.written_value is not None else b.value),
+                                   "old": f"{a.op} {a.threshold_text()}", "new": f"{b.op} {b.threshold_text()}"})
+        elif a is None or b is None or a.describe() != b.describe():
+            conditions.append({"node": cid, "old": a.describe() if a else None, "new": b.describe() if b else None})
+    return thresholds, conditions
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _rule_diff(old: Rule, new: Rule) -> RuleChange | None:
+    raw_old = old.raw if isinstance(old.raw, dict) else {}
+    raw_new = new.raw if isinstance(new.raw, dict) else {}
+    fields = sorted(k for k in set(raw_old) | set(raw_new) if raw_old.get(k) != raw_new.get(k))
+    if not fields:
+        return None
+    thresholds, conditions = _thresholds(old, new)
+    return RuleChange(new.key, old, new, fields, thresholds, conditions)
+
+
+def _files(old: Any, new: Any) -> list[dict[str, Any]]:
+    before = {f.area: f for f in old.loaded.files}
+    after = {f.area: f for f in new.loaded.files}
+    out = []
+    for area in sorted(set(before) | set(after)):
+        a, b = before.get(area), after.get(area)
+        if a is None:
+            out.append({"area": area, "change": f"added (version {b.version})"})
+        elif b is None:
+            out.append({"area": area, "change": "removed"})
+        else:
+            rules_changed = [r.raw for r in a.rules] != [r.raw for r in b.rules]
+            if a.version != b.version:
+                out.append({"area": area, "change": f"version {a.version} → {b.version}"})
+            elif rules_changed:
+                out.append({"area": area, "change": f"rules changed but the file version ({a.version}) was NOT raised"})
+    return out
+
+
+def _load_patient(path: Path) -> Any:
+    """A scenario (its ``expected`` block ignored) or a plain patient document."""
+    located = load_document(path, kind="scenario or patient document")
+    data = located.data
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k != "expected"}
+    return parse_patient(data, source=located.source)
+
+
+def _decision(d: Any, result: Any) -> dict[str, Any]:
+    """A decision as data, with the rules behind its status and (when it has one) behind its dose."""
+    rules = sorted({f.compiled.rule.key for f in d.deciding})
+    dose_rules = sorted({f.compiled.rule.key for f in result.firings
+                         if f.therapy == d.therapy and d.dose_mg is not None and f.compiled.rule.then.dose_mg == d.dose_mg})
+    return {"status": d.status, "earliest_date": d.earliest_date.isoformat() if d.earliest_date else None,
+            "dose_mg": d.dose_mg, "rules": rules, "dose_rules": dose_rules}
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return (a["status"], a["earliest_date"], a["dose_mg"]) == (b["status"], b["earliest_date"], b["dose_mg"])
+
+
+def diff_rulebases(old: Any, new: Any, scenarios: Iterable[str | Path] = ()) -> RulebaseDiff:
+    """Compare two compiled rule bases (``radiopal.load_rulebase``) and their decisions on ``scenarios``."""
+    old_rules = {r.key: r for r in old.rules}
+    new_rules = {r.key: r for r in new.rules}
+    report = RulebaseDiff(str(old.folder), str(new.folder), old.version, new.version, old.digest == new.digest)
+    report.added = [r for k, r in new_rules.items() if k not in old_rules]
+    report.removed = [r for k, r in old_rules.items() if k not in new_rules]
+    report.changed = [c for k in new_rules if k in old_rules
+                      if (c := _rule_diff(old_rules[k], new_rules[k])) is not None]
+    report.files = _files(old, new)
+    for path in scenario_paths(scenarios):
+        try:
+            patient = _load_patient(path)
+        except (InputError, ScenarioError) as exc:
+            report.errors.append({"scenario": str(path), "error": "; ".join(exc.lines())})
+            continue
+        report.scenarios += 1
+        if report.identical:
+            continue  # the same rules decide the same way: nothing to run
+        before, after = old.evaluate(patient), new.evaluate(patient)
+        for d_old, d_new in zip(before.decisions, after.decisions, strict=True):
+            a, b = _decision(d_old, before), _decision(d_new, after)
+            if not _same(a, b):
+                report.decisions.append({"scenario": str(path), "patient_id": patient.patient_id,
+                                         "therapy": d_new.therapy, "old": a, "new": b})
+        adv_old = {x.id for x in before.advisories}
+        adv_new = {x.id for x in after.advisories}
+        if adv_old != adv_new:
+            report.advisories.append({"scenario": str(path), "patient_id": patient.patient_id,
+                                      "added": sorted(adv_new - adv_old), "removed": sorted(adv_old - adv_new)})
+    return report
