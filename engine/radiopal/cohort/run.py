@@ -1,0 +1,340 @@
+"""The driver of a cohort run: stream the input in batches, evaluate them serially or on Dask, write, summarise.
+
+The driver never holds more than a bounded number of batches: records are read lazily, at most ``max_in_flight``
+batches are out on the cluster at once, and each result is written to its part files as soon as it comes back.
+Dask is imported only when a cluster is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import DISCLAIMER, __version__
+from ..errors import InputError, Problem, RadiopalError
+from .evaluate import BatchConfig, BatchResult, RuleSnapshot, evaluate_batch, snapshot_rules
+from .outputs import OutputFolder, write_text_atomic
+from .readers import Reader, Record, open_reader
+from .summary import Summary
+
+__all__ = ["CohortError", "CohortOptions", "CohortReport", "run_cohort"]
+
+DEFAULT_BATCH_SIZE = 250
+
+
+class CohortError(RadiopalError):
+    """A cohort run could not complete (a task failed on the cluster, the cluster could not be reached ...)."""
+
+    exit_code = 3
+
+
+@dataclass
+class CohortOptions:
+    """Everything ``radiopal cohort`` takes (see the CLI for the meaning of each option).
+
+    ``serial`` evaluates in this process without Dask. ``processes=False`` runs a local cluster's workers as threads
+    of this process (faster to start; for tests). ``max_in_flight`` bounds the batches out on the cluster at once
+    (default: two per worker thread, plus two).
+    """
+
+    input: Path
+    output: Path
+    scheduler: str | None = None
+    workers: int | None = None
+    serial: bool = False
+    processes: bool = True
+    resume: bool = False
+    decisions: bool = False
+    graphs: bool = False
+    rules: Path | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    input_format: str = "auto"
+    evaluation_date: str | None = None
+    progress: bool = True
+    max_in_flight: int | None = None
+    log: Callable[[str], None] | None = None
+
+
+@dataclass
+class CohortReport:
+    """What a run did: counts, timing, where things went, and how often workers compiled the rule base."""
+
+    output: Path
+    records: int
+    patients: int
+    errors: int
+    evaluated_batches: int
+    skipped_batches: int
+    batches: int
+    seconds: float
+    mode: str
+    workers: int
+    rulebase_version: str
+    rulebase_digest: str
+    dashboard: str | None = None
+    underuse_radionuclide: int = 0
+    underuse_bone_health: int = 0
+    compiles: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def summary_path(self) -> Path:
+        return self.output / "summary.html"
+
+
+def run_cohort(options: CohortOptions) -> CohortReport:
+    """Run a cohort audit end to end and return its report. Raises :class:`RadiopalError` subclasses on failure."""
+    started = time.perf_counter()
+    log = options.log or (lambda text: print(text, file=sys.stderr))
+    _check_options(options)
+    input_path = options.input.resolve()
+    output = options.output.resolve()
+    reader = open_reader(input_path, options.input_format, workdir=output,
+                         exclude=output if _inside(output, input_path) else None)
+    folder = OutputFolder(output)
+    with folder.lock(), reader:
+        snapshot, rulebase = snapshot_rules(options.rules)
+        manifest = {
+            "tool": "radiopal cohort", "radiopal_version": __version__, "input": str(input_path),
+            "input_format": reader.format, "batch_size": options.batch_size,
+            "evaluation_date": _evaluation_date(options, reader),
+            "rulebase": {"version": snapshot.version, "digest": snapshot.digest, "folder": snapshot.folder},
+            "options": {"decisions": options.decisions or options.graphs, "graphs": options.graphs},
+            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "status": "running",
+        }
+        manifest, resumed = folder.prepare(manifest, resume=options.resume)
+        batch_size = int(manifest["batch_size"])
+        if resumed and batch_size != options.batch_size:
+            log(f"radiopal cohort: resuming with the earlier run's batch size {batch_size}")
+        config = BatchConfig(decisions=options.decisions or options.graphs, graphs=options.graphs,
+                             evaluation_date=manifest.get("evaluation_date"))
+        total = reader.count()
+        done = folder.done_indexes() if resumed else set()
+        state = _RunState(total=total)
+        progress = _progress(total, options.progress)
+        try:
+            batches = _pending_batches(reader, batch_size, done, folder, state, progress)
+
+            def handle(result: BatchResult) -> None:
+                folder.write_batch(result, snapshot.digest)
+                state.evaluated += 1
+                state.compiles[result.pid] = max(state.compiles.get(result.pid, 0), result.compiles)
+                progress.update(len(result.keys))
+
+            if options.serial:
+                mode, workers, dashboard = "serial", 1, None
+                _drive_serial(batches, config, snapshot, handle)
+            else:
+                mode, workers, dashboard = _drive_dask(batches, config, snapshot, handle, options, log)
+        finally:
+            progress.close()
+        n_batches = -(-state.records // batch_size)
+        if state.records != total:
+            raise InputError(f"{input_path}: the input changed while it was read ({total} records counted, "
+                             f"{state.records} read)")
+        deferring = frozenset(rule.id for rule in rulebase.rules if rule.then.status == "deferred")
+        summary = Summary(tuple(rulebase.catalogue.therapy_ids), deferring)
+        counts = folder.consolidate(n_batches, summary.add_batch)
+        seconds = time.perf_counter() - started
+        facts = [("input", f"{reader.describe()}"), ("records", f"{state.records:,}"),
+                 ("patients evaluated", f"{counts['patients']:,}"), ("records not evaluated (errors)", f"{counts['errors']:,}"),
+                 ("rule base", snapshot.version), ("run", f"{mode}, {workers} worker(s), batch size {batch_size}"),
+                 ("generated", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))]
+        if manifest.get("evaluation_date"):
+            facts.insert(2, ("evaluation date (FHIR)", manifest["evaluation_date"]))
+        page = summary.render(title="radiopal cohort audit", facts=facts, rulebase_version=snapshot.version,
+                              rulebase_digest=snapshot.digest, disclaimer=DISCLAIMER)
+        write_text_atomic(output / "summary.html", page)
+        manifest.update({
+            "status": "complete", "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "counts": {"records": state.records, **counts, "batches": n_batches,
+                       "batches_evaluated_this_run": state.evaluated, "batches_skipped_this_run": state.skipped},
+            "last_run": {"mode": mode, "workers": workers, "seconds": round(seconds, 2),
+                         "rulebase_compiles_per_worker": {str(k): v for k, v in sorted(state.compiles.items())}},
+        })
+        folder.write_manifest(manifest)
+    return CohortReport(output, state.records, counts["patients"], counts["errors"], state.evaluated, state.skipped,
+                        n_batches, seconds, mode, workers, snapshot.version, snapshot.digest, dashboard,
+                        counts["underuse_radionuclide"], counts["underuse_bone_health"], dict(state.compiles))
+
+
+# ------------------------------------------------------------------------------------------------ pieces
+
+
+@dataclass
+class _RunState:
+    total: int
+    records: int = 0
+    evaluated: int = 0
+    skipped: int = 0
+    compiles: dict[int, int] = field(default_factory=dict)
+
+
+def _check_options(options: CohortOptions) -> None:
+    problems = []
+    if options.batch_size < 1:
+        problems.append(Problem(f"must be at least 1 (got {options.batch_size})", path="--batch-size"))
+    if options.workers is not None and options.workers < 1:
+        problems.append(Problem(f"must be at least 1 (got {options.workers})", path="--workers"))
+    if options.serial and options.scheduler:
+        problems.append(Problem("--serial and --scheduler exclude each other", path="--serial"))
+    if options.evaluation_date is not None:
+        try:
+            dt.date.fromisoformat(options.evaluation_date)
+        except ValueError:
+            problems.append(Problem(f"expected YYYY-MM-DD, got {options.evaluation_date!r}", path="--evaluation-date"))
+    if problems:
+        raise InputError(f"cohort: {len(problems)} bad argument(s)", problems)
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return parent.is_dir() and (child == parent or parent in child.parents)
+
+
+def _evaluation_date(options: CohortOptions, reader: Reader) -> str | None:
+    """FHIR bulk data has no Bundle timestamp: every interval is counted to one date (given, or today)."""
+    if reader.format != "fhir":
+        return None
+    return options.evaluation_date or dt.date.today().isoformat()
+
+
+def _pending_batches(reader: Reader, batch_size: int, done: set[int], folder: OutputFolder, state: _RunState,
+                     progress: Any) -> Iterator[tuple[int, list[Record]]]:
+    """Batches on the fixed grid (``ordinal // batch_size``) that still need evaluating; done ones are checked
+    against their ledger keys and skipped."""
+    def counted(records: Iterable[Record]) -> Iterator[Record]:
+        for record in records:
+            state.records += 1
+            yield record
+
+    for index, group in itertools.groupby(counted(reader), key=lambda r: r.ordinal // batch_size):
+        records = list(group)
+        if index in done:
+            if folder.ledger_keys(index) != [r.key for r in records]:
+                raise InputError(f"{folder.root}: cannot resume: batch {index} of the earlier run holds other "
+                                 "records than the input now gives (the input changed); run again without --resume")
+            state.skipped += 1
+            progress.update(len(records))
+            continue
+        yield index, records
+
+
+def _drive_serial(batches: Iterable[tuple[int, list[Record]]], config: BatchConfig, snapshot: RuleSnapshot,
+                  handle: Callable[[BatchResult], None]) -> None:
+    for index, records in batches:
+        handle(evaluate_batch(index, records, config, snapshot))
+
+
+def _drive_dask(batches: Iterable[tuple[int, list[Record]]], config: BatchConfig, snapshot: RuleSnapshot,
+                handle: Callable[[BatchResult], None], options: CohortOptions,
+                log: Callable[[str], None]) -> tuple[str, int, str | None]:
+    """Evaluate on a Dask cluster (local, or the one at ``options.scheduler``). Returns (mode, workers, dashboard)."""
+    import importlib.util
+
+    from distributed import Client, LocalCluster, as_completed
+
+    with contextlib.ExitStack() as stack:
+        if options.scheduler:
+            if options.workers:
+                log("radiopal cohort: --workers is ignored with --scheduler (the cluster has its own workers)")
+            client = stack.enter_context(Client(options.scheduler, timeout="30s"))
+            mode = f"dask at {options.scheduler}"
+        else:
+            n_workers = options.workers or os.cpu_count() or 1
+            dashboard_address = "127.0.0.1:0" if importlib.util.find_spec("bokeh") is not None else None
+            # Loopback only: a local cluster listens on no outside interface (threads talk in-process).
+            network = {"host": "127.0.0.1"} if options.processes else {}
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=n_workers, threads_per_worker=1, processes=options.processes,
+                dashboard_address=dashboard_address, silence_logs=logging.ERROR,
+                worker_dashboard_address=None if dashboard_address is None else "127.0.0.1:0", **network,
+            ))
+            client = stack.enter_context(Client(cluster))
+            mode = f"dask local ({'processes' if options.processes else 'threads'})"
+        workers_info = client.scheduler_info(n_workers=-1).get("workers", {}) \
+            if _accepts_n_workers(client) else client.scheduler_info().get("workers", {})
+        threads = sum(int(w.get("nthreads", 1)) for w in workers_info.values()) or 1
+        dashboard = _dashboard(client, local=not options.scheduler)
+        log(f"radiopal cohort: {mode}, {len(workers_info)} worker(s), {threads} thread(s); "
+            f"dashboard: {dashboard or 'not available (install bokeh>=3.1 for the Dask dashboard)'}")
+        limit = options.max_in_flight or (2 * threads + 2)
+        snapshot_future = client.scatter(snapshot, broadcast=True, hash=False)
+        token = uuid.uuid4().hex[:8]
+        pending = as_completed()
+        outstanding: set[Any] = set()
+
+        def collect(future: Any) -> None:
+            outstanding.discard(future)
+            if future.status != "finished":
+                error = future.exception()
+                raise CohortError(f"a batch failed on the cluster: {type(error).__name__}: {error}; the batches done "
+                                  "so far are kept — run again with --resume") from error
+            result = future.result()
+            future.release()
+            handle(result)
+
+        try:
+            for index, records in batches:
+                future = client.submit(evaluate_batch, index, records, config, snapshot_future, pure=False, retries=1,
+                                       key=f"radiopal-batch-{token}-{index}")
+                pending.add(future)
+                outstanding.add(future)
+                while len(outstanding) >= limit:
+                    collect(next(pending))
+            for future in pending:
+                collect(future)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client.cancel(list(outstanding))
+            raise
+        return mode, len(workers_info), dashboard
+
+
+def _accepts_n_workers(client: Any) -> bool:
+    import inspect
+
+    try:
+        return "n_workers" in inspect.signature(client.scheduler_info).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _dashboard(client: Any, *, local: bool) -> str | None:
+    """The dashboard link, when there is a dashboard (a local one needs bokeh in this environment)."""
+    import importlib.util
+
+    if local and importlib.util.find_spec("bokeh") is None:
+        return None
+    try:
+        link = client.dashboard_link
+    except Exception:
+        return None
+    return str(link) if link else None
+
+
+class _NoProgress:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoProgress()
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the cohort extra is optional; a run without a bar is still a run
+        return _NoProgress()
+    return tqdm(total=total, unit="patient", file=sys.stderr, dynamic_ncols=True, smoothing=0.05,
+                desc="radiopal cohort")
