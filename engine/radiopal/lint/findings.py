@@ -91,6 +91,7 @@ class Finding:
     path: str = ""
     hint: str = ""
     related: tuple[Related, ...] = field(default_factory=tuple)
+    rank: int = 0  # loader findings: their order from the loader (schema errors most relevant first); else 0
 
     def __post_init__(self) -> None:
         if not self.severity:
@@ -114,7 +115,9 @@ class Finding:
         return loc
 
     def sort_key(self) -> tuple[Any, ...]:
-        return (SEVERITIES.index(self.severity), self.file, self.line, self.column, self.code, self.message)
+        """Errors first; per file, the loader's findings in its order (most useful first), then by position."""
+        return (SEVERITIES.index(self.severity), self.file, 0 if self.rank else 1, self.rank, self.line, self.column,
+                self.code, self.message)
 
     def text(self) -> str:
         """``file:line:col: severity [code] RULE: message`` then the hint on its own line."""

@@ -62,10 +62,10 @@ def code_for(staged: StagedProblem) -> str:
 
 def loader_findings(staged: list[StagedProblem]) -> Iterator[Finding]:
     """One error finding per loader problem, in the loader's order (schema problems are ranked by relevance)."""
-    for item in staged:
+    for rank, item in enumerate(staged, start=1):
         p = item.problem
         yield Finding(code_for(item), p.message, rule=item.rule_key or p.rule_id, file=p.file, line=p.line,
-                      column=p.column, path=p.path, hint=p.hint)
+                      column=p.column, path=p.path, hint=p.hint, rank=rank)
 
 
 def schema_line_findings(files: list[Path], unreadable: set[str]) -> Iterator[Finding]:
