@@ -265,7 +265,8 @@ def test_thread_cluster_serial_and_process_runs_write_identical_tables(
     # An existing cluster (--scheduler): here a threads cluster of this process.
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address="127.0.0.1:0") as cluster:
         remote = cohort_run(source, tmp_path / "remote", rules, scheduler=cluster.scheduler_address, batch_size=9)
     assert remote.mode.startswith("dask at ") and remote.workers == 1
     assert therapy_rows(tmp_path / "remote") == therapy_rows(tmp_path / "serial")

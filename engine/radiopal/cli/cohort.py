@@ -21,8 +21,9 @@ outputs in OUT_DIR:
   summary.html                       self-contained summary page (under-use, statuses, deferrals, missing data)
   run.json                           manifest: input, rule base version and digest, counts
   parts/, done/                      per-batch parts and the done-ledger used by --resume
-  decisions/<patient>.json           with --decisions: the contract §B output of each patient
-  graphs/<patient>.json              with --graphs: the reasoning graph of each patient (implies --decisions)
+  decisions/<patient_id>.json        with --decisions: the contract §B output of each patient
+  graphs/<patient_id>.json           with --graphs: the reasoning graph of each patient (implies --decisions)
+                                     (file names are the patient ids made file-safe; ids are expected unique)
 
 A run killed at any point leaves no half-written file; --resume then evaluates only the batches not yet done and
 gives the same tables as an uninterrupted run. radiopal is decision support for clinicians, not a prescriber.

@@ -250,22 +250,24 @@ def _drive_dask(batches: Iterable[tuple[int, list[Record]]], config: BatchConfig
             mode = f"dask at {options.scheduler}"
         else:
             n_workers = options.workers or os.cpu_count() or 1
-            dashboard_address = "127.0.0.1:0" if importlib.util.find_spec("bokeh") is not None else None
-            # Loopback only: a local cluster listens on no outside interface (threads talk in-process).
+            # Loopback only: the scheduler, its workers and the dashboard (a free port) listen on no outside
+            # interface; a threads cluster talks in-process.
             network = {"host": "127.0.0.1"} if options.processes else {}
             cluster = stack.enter_context(LocalCluster(
                 n_workers=n_workers, threads_per_worker=1, processes=options.processes,
-                dashboard_address=dashboard_address, silence_logs=logging.ERROR,
-                worker_dashboard_address=None if dashboard_address is None else "127.0.0.1:0", **network,
+                dashboard_address="127.0.0.1:0", worker_dashboard_address=None, silence_logs=logging.ERROR,
+                **network,
             ))
             client = stack.enter_context(Client(cluster))
             mode = f"dask local ({'processes' if options.processes else 'threads'})"
         workers_info = client.scheduler_info(n_workers=-1).get("workers", {}) \
             if _accepts_n_workers(client) else client.scheduler_info().get("workers", {})
         threads = sum(int(w.get("nthreads", 1)) for w in workers_info.values()) or 1
-        dashboard = _dashboard(client, local=not options.scheduler)
+        dashboard = _dashboard(client)
+        note = "" if importlib.util.find_spec("bokeh") is not None or options.scheduler else \
+            " (its plots need bokeh>=3.1: pip install bokeh)"
         log(f"radiopal cohort: {mode}, {len(workers_info)} worker(s), {threads} thread(s); "
-            f"dashboard: {dashboard or 'not available (install bokeh>=3.1 for the Dask dashboard)'}")
+            f"dashboard: {dashboard or 'not available'}{note if dashboard else ''}")
         limit = options.max_in_flight or (2 * threads + 2)
         snapshot_future = client.scatter(snapshot, broadcast=True, hash=False)
         token = uuid.uuid4().hex[:8]
@@ -308,12 +310,8 @@ def _accepts_n_workers(client: Any) -> bool:
         return False
 
 
-def _dashboard(client: Any, *, local: bool) -> str | None:
-    """The dashboard link, when there is a dashboard (a local one needs bokeh in this environment)."""
-    import importlib.util
-
-    if local and importlib.util.find_spec("bokeh") is None:
-        return None
+def _dashboard(client: Any) -> str | None:
+    """The cluster's dashboard link, if it has one."""
     try:
         link = client.dashboard_link
     except Exception:
