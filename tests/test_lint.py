@@ -132,6 +132,13 @@ when:
             rule("MON-LINT-01", "when: {fact: pain_nrs, op: '>', value: 3}", "then: {derive: lint_unused}", therapies=""),
             derived=f"derived_facts:\n  lint_unused: {{description: nobody reads it}}  {MARK}\n"),
         "unused-derived", "MON-LINT-01", ""),
+    "NaN threshold": (
+        rules_file(rule("MON-LINT-01", f'when: {{fact: plt_current, op: "<", value: .nan, unit: "10^9/L"}}  {MARK}', ADVISE)),
+        "bad-value", "MON-LINT-01", "not a finite number"),
+    "deferral beyond any date": (
+        rules_file(rule("MON-LINT-01", "when: {days_since: last_sr89_date, op: '<', value: 90}",
+                        f"then: {{status: deferred, earliest_date: {{fact: last_sr89_date, plus_days: 10000000000}}}}  {MARK}")),
+        "bad-value", "MON-LINT-01", "plus_days"),
     "YAML syntax error": (
         rules_file(rule("MON-LINT-01", PLT, ADVISE)).replace("title: Lint fixture rule",
                                                              f"title: Lint: fixture rule  {MARK}"),

@@ -38,6 +38,8 @@ _TYPE_CODES = (
     ("is not a status", "bad-value"),
     ("is a date; compare", "bad-value"),
     ("does not fit", "bad-value"),
+    ("not a finite number", "bad-value"),
+    ("is out of range", "bad-value"),
 )
 _PROVENANCE = re.compile(r"^missing required field '(sources|strength|verification)'$")
 

@@ -115,6 +115,7 @@ class Logic:
                     self.derivations[rule.then.derive] = rule.when
         self._inlining: list[str] = []
         self._cache: dict[tuple[Any, ...], DNF] = {}
+        self._per_therapy: dict[int, bool] = {}
 
     # --- public questions ---------------------------------------------------------------------------------------
     def condition(self, node: Condition, mode: str = T, therapy: str | None = None) -> DNF:
@@ -127,7 +128,9 @@ class Logic:
         A requirement rule fires when some required fact is unknown while its ``when`` is not false; a derivation
         always fires.
         """
-        key = ("rule", id(rule), mode, therapy if uses_therapy(rule) else None)
+        if therapy is not None and not self._uses_therapy(rule):
+            therapy = None  # the same DNF for every therapy: translate (and cache) it once
+        key = ("rule", id(rule), mode, therapy)
         if key in self._cache:
             return self._cache[key]
         if rule.requires:
@@ -151,6 +154,12 @@ class Logic:
             result = FALSE_DNF if mode == T else TRUE_DNF
         self._cache[key] = result
         return result
+
+    def _uses_therapy(self, rule: Rule) -> bool:
+        key = id(rule)
+        if key not in self._per_therapy:
+            self._per_therapy[key] = uses_therapy(rule)
+        return self._per_therapy[key]
 
     def _presence(self, name: str, therapy: str | None) -> tuple[DNF, DNF]:
         """(fact unknown, fact known) as DNFs; a rule-derived fact is unknown when its condition is."""

@@ -121,8 +121,9 @@ def _compare_pair(ctx: LintContext, a: Rule, b: Rule) -> Finding | None:
     if a_in_b or b_in_a:
         narrow, broad = (a, b) if a_in_b else (b, a)
         return ctx.finding(
-            "subsumed", f"whenever this rule fires, {broad.key} fires too with the same conclusion ({what}): it adds "
-            "nothing to the decision", narrow, None, "when" if narrow.when is not None else "requires",
+            "subsumed", f"whenever this rule fires, {broad.key} fires too with the same conclusion ({what}): it changes "
+            "no status, date, dose or advisory (only the rules cited)", narrow, None,
+            "when" if narrow.when is not None else "requires",
             related=(ctx.related(broad),),
             hint=f"fine if it is a deliberate second citation; otherwise remove it or fold its source into {broad.key}")
     return None

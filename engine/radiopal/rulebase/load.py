@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -47,6 +48,10 @@ from .model import STATUSES, Advisory, Conclusion, DateSpec, Requirement, Rule, 
 #: Rule files are hand-written and small (the largest shipped file is ~50 KB). A lower limit than the general one of
 #: radiopal.yamlio keeps a pathological file from holding the loader (and lint) for minutes.
 RULE_FILE_MAX_BYTES = 512 * 1024
+
+#: The longest deferral a rule may give (``earliest_date.plus_days``): the brief's longest interval is months, and a
+#: date beyond year 9999 cannot be computed at all.
+MAX_PLUS_DAYS = 3650
 
 #: The stages a problem can come from, in order (``collect_rules`` tags each problem with one).
 STAGES = ("read", "schema", "type", "rulebase")
@@ -422,6 +427,10 @@ class _Checker:
         return Conclusion(raw.get("status"), date, raw.get("dose_mg"), tuple(advisories), derive, raw.get("info"))
 
     def date_spec(self, raw: dict[str, Any], path: tuple[Any, ...], when: Condition | None) -> DateSpec:
+        if raw["plus_days"] > MAX_PLUS_DAYS:
+            self.problem((*path, "plus_days"), f"plus_days {raw['plus_days']} is out of range; expected at most "
+                                               f"{MAX_PLUS_DAYS} days ({MAX_PLUS_DAYS // 365} years)")
+            return DateSpec(0)
         has_fact, has_of = "fact" in raw, "of" in raw
         if has_fact == has_of:
             self.problem(path, "earliest_date needs either `fact` (a date fact) or `of` + `field` (list entries)")
@@ -556,6 +565,10 @@ class _Checker:
             "string": isinstance(value, str),
             "date": False,
         }.get(kind, True)
+        if ok and isinstance(value, float) and not math.isfinite(value):
+            self.problem(path, f"{value!r} is not a finite number; a threshold must be one (a NaN compares false "
+                               "with everything, so the rule would silently never fire)")
+            return
         if ok:
             return
         if kind == "enum":
