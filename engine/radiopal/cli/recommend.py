@@ -40,10 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from ..api import evaluate_fhir, load_rulebase
 
     rulebase = load_rulebase(args.rules)
-    if args.fhir:
-        result = evaluate_fhir(args.patient, rulebase)  # keeps the resource id and fullUrl of every input
-    else:
-        result = rulebase.evaluate(load_patient_argument(args))
+    # With --fhir, evaluate_fhir keeps the resource id and fullUrl of every input on the graph.
+    result = evaluate_fhir(args.patient, rulebase) if args.fhir else rulebase.evaluate(load_patient_argument(args))
     if args.audit_db:
         from ..audit import AuditLog
 
