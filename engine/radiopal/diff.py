@@ -39,6 +39,7 @@ class RuleChange:
 
     @property
     def version_raised(self) -> bool:
+        """Whether the rule's ``version`` went up with the change (it should)."""
         return self.new.version > self.old.version
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,6 +75,7 @@ class RulebaseDiff:
 
     @property
     def has_changes(self) -> bool:
+        """Whether anything differs: rules, file versions, decisions or advisories."""
         return bool(self.added or self.removed or self.changed or self.files or self.decisions or self.advisories)
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +100,7 @@ class RulebaseDiff:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
     def to_text(self) -> str:
+        """The report for people: ``no change``, or the rule changes and then the decision changes."""
         lines = [f"radiopal diff {display_path(self.old_path)} → {display_path(self.new_path)}"]
         if not self.has_changes and not self.errors:
             what = "identical rule bases" if self.identical else "rules differ only in form"

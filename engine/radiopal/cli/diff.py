@@ -24,6 +24,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the subcommand; the exit status is described in its help."""
     from ..api import load_rulebase
     from ..diff import diff_rulebases
 

@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the subcommand; the exit status is described in its help."""
     from ..lint import lint_rules
 
     report = lint_rules(args.rules_dir)

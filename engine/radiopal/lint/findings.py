@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,6 +169,7 @@ class LintReport:
         self.findings = sorted(set(self.findings), key=Finding.sort_key)
 
     def counts(self) -> dict[str, int]:
+        """Number of findings per severity."""
         found = Counter(f.severity for f in self.findings)
         return {s: found.get(s, 0) for s in SEVERITIES}
 
@@ -186,6 +186,7 @@ class LintReport:
         return [f for f in self.findings if f.code == code]
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain data (``--format json``): folder, counts and every finding."""
         return {
             "rules_dir": display_path(self.folder),
             "files": self.files,
@@ -198,6 +199,7 @@ class LintReport:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
     def to_text(self, *, min_severity: str = "info") -> str:
+        """One finding per line (and its hint below), then a summary line; ``min_severity`` hides milder ones."""
         limit = SEVERITIES.index(min_severity)
         lines = [f.text() for f in self.findings if SEVERITIES.index(f.severity) <= limit]
         counts = self.counts()
@@ -205,6 +207,3 @@ class LintReport:
         lines.append(f"{display_path(self.folder)}: {self.files} files, {self.rules} rules: {summary}")
         return "\n".join(lines) + "\n"
 
-
-def sorted_findings(findings: Iterable[Finding]) -> list[Finding]:
-    return sorted(findings, key=Finding.sort_key)

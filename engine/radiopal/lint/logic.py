@@ -94,6 +94,7 @@ def _merge(a: Term, b: Term) -> Term | None:
 
 
 def or_(a: DNF, b: DNF, limit: int) -> DNF:
+    """Disjunction of two DNFs."""
     out = a + b
     if len(out) > limit:
         raise TooComplex
