@@ -1,7 +1,7 @@
 """Numeric thresholds across rules: gaps, conflicting overlaps and near-misses, per therapy and fact.
 
 For a therapy and a numeric fact, each rule *bands* the fact when its condition limits the fact's values: the band
-is the projection of the rule's DNF on the fact (the union over its terms). Then:
+is the union, over the terms of the rule's DNF that limit the fact, of the values they allow. Then:
 
 * **dose-gap** — the dose bands of a therapy, with the ranges where a rule blocks it (contraindicated /
   not_indicated), leave a hole: e.g. bands ``30 <= crcl <= 39`` and ``40 <= crcl <= 49`` leave ``(39, 40)``.
@@ -60,10 +60,17 @@ def check(ctx: LintContext) -> Iterator[Finding]:
 
 
 def _bands(ctx: LintContext, var: Var, rules: list[Rule], dnfs: dict[int, DNF]) -> list[_Band]:
+    """The band of each rule on ``var``: the values its branches that limit ``var`` allow (branches of an ``any``
+    that do not mention the fact are left out: ``plt < 60 or wbc < 2.4`` bands platelets at ``< 60``)."""
     out = []
     for rule in rules:
-        values = ctx.logic.projection(dnfs[id(rule)], var)
-        if isinstance(values, IntervalSet) and not values.is_full() and not values.is_empty():
+        values: IntervalSet | None = None
+        for term in dnfs[id(rule)]:
+            dom = term.get(var)
+            if dom is None or not isinstance(dom.values, IntervalSet) or dom.values.is_full():
+                continue
+            values = dom.values if values is None else values.union(dom.values)
+        if values is not None and not values.is_empty():
             out.append(_Band(rule, values))
     return out
 
