@@ -184,17 +184,6 @@ class Logic:
         """The situations in which ``a`` and ``b`` fire together."""
         return and_(self.fires(a, therapy, T), self.fires(b, therapy, T), self.limit)
 
-    def projection(self, dnf: DNF, var: Var) -> ValueSet | None:
-        """The values of ``var`` (unknown aside) for which ``dnf`` can hold; None when ``var`` is unconstrained."""
-        info = self.vars.get(var)
-        if info is None:
-            return None
-        out: ValueSet | None = None
-        for term in dnf:
-            values = term[var].values if var in term else info.full.values
-            out = values if out is None else out.union(values)  # type: ignore[arg-type]
-        return out
-
     def describe_term(self, term: Term, only: Iterable[Var] | None = None) -> str:
         """``crcl in [49, 50) mL/min; site in {breast}`` for the constrained variables of a term."""
         parts = []
