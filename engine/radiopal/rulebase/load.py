@@ -137,6 +137,11 @@ def collect_rules(
     if not files:
         staged.append(StagedProblem("read", Problem("no rule files (*.yaml)", file=str(folder))))
     for path in files:
+        size = _size(path)
+        if size is not None and size > RULE_FILE_MAX_BYTES:  # never read a huge file into memory
+            message = f"rule file is {size:,} bytes, more than the limit of {RULE_FILE_MAX_BYTES:,}"
+            staged.append(StagedProblem("read", Problem(message, file=str(path))))
+            continue
         raw, digest = _read(path)
         cached = _cached_file(path, digest)
         if cached is not None:
@@ -224,6 +229,13 @@ def _validated(path: Path, data: Any, source: SourceMap, staged: list[StagedProb
 _PARSED: OrderedDict[str, tuple[Any, dict[tuple[Any, ...], tuple[int, int]]]] = OrderedDict()
 _PARSED_MAX = 64
 _PARSED_LOCK = threading.Lock()
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _read(path: Path) -> tuple[bytes | None, str | None]:
