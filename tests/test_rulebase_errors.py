@@ -86,3 +86,9 @@ def test_duplicate_rule_ids_are_caught(tmp_path):
 def test_malformed_yaml_in_a_rule_file_names_the_line(tmp_path):
     (problem,) = load_error(tmp_path, GOOD.replace("title: Platelet floor", "title: [Platelet floor"))
     assert "invalid YAML" in problem.message and problem.line >= 5
+
+
+def test_a_misspelt_key_in_a_condition_is_named_with_a_suggestion(tmp_path):
+    problems = load_error(tmp_path, GOOD.replace('value: 60, unit: "10^9/L"', 'valu: 60, unit: "10^9/L"'))
+    assert any("unknown field 'valu'" in p.message and p.hint == "did you mean 'value'?" for p in problems), [
+        str(p) for p in problems]

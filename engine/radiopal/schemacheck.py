@@ -42,8 +42,9 @@ def problems(
 def _specific(error: ValidationError) -> ValidationError:
     """For a ``oneOf``/``anyOf`` failure, the error of the branch the author evidently meant.
 
-    That is the branch whose own keys the instance uses (no missing required key and no unknown key at its level);
-    among those, the one with the fewest errors. Without such a branch the general error stays.
+    That is a branch whose required keys the instance has (an unknown key there is then the author's mistake and is
+    reported as such, with a did-you-mean); among those, the one with the fewest errors. Without such a branch the
+    general error stays.
     """
     if error.validator not in ("oneOf", "anyOf") or not error.context:
         return error
@@ -52,11 +53,11 @@ def _specific(error: ValidationError) -> ValidationError:
         branches.setdefault(sub.schema_path[0] if sub.schema_path else None, []).append(sub)
     meant = [
         errs for errs in branches.values()
-        if not any(e.validator in ("required", "additionalProperties") and not e.relative_path for e in errs)
+        if not any(e.validator == "required" and not e.relative_path for e in errs)
     ]
     if not meant:
         return error
-    best = min(meant, key=len)
+    best = min(meant, key=lambda errs: (len(errs), sum(e.validator == "additionalProperties" for e in errs)))
     return _specific(sorted(best, key=relevance)[0])
 
 
