@@ -74,6 +74,9 @@ def load_document(path: str | Path, *, kind: str = "document", max_bytes: int = 
     except OSError as exc:
         raise InputError(f"{name}: cannot read: {exc.strerror}",
                          [Problem(f"cannot read: {exc.strerror}", file=name)]) from exc
+    except ValueError as exc:  # a NUL byte in the path
+        raise InputError(f"{name!r}: not a usable file name: {exc}",
+                         [Problem(f"not a usable file name: {exc}", file=repr(name))]) from exc
     return load_text(raw, file=name, kind=kind, as_json=p.suffix.lower() == ".json", max_bytes=max_bytes)
 
 
@@ -116,8 +119,11 @@ def _load_json(text: str, file: str, kind: str) -> Located:
             out[key] = value
         return out
 
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+
     try:
-        data = json.loads(text, object_pairs_hook=no_duplicates)
+        data = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constants)
     except json.JSONDecodeError as exc:
         _fail(file, f"invalid JSON: {exc.msg}", exc.lineno, exc.colno)
     except ValueError as exc:
@@ -135,9 +141,22 @@ def _check_depth(data: Any, file: str) -> None:
         if depth > MAX_DEPTH:
             _fail(file, f"nesting is too deep (limit {MAX_DEPTH})")
         if isinstance(value, dict):
+            for key in value:
+                _check_unicode(key, file)
             stack.extend((v, depth + 1) for v in value.values())
         elif isinstance(value, list):
             stack.extend((v, depth + 1) for v in value)
+        else:
+            _check_unicode(value, file)
+
+
+def _check_unicode(value: Any, file: str, line: int = 0, column: int = 0) -> None:
+    """Text must be encodable as UTF-8: an escaped lone surrogate (``"\\ud800"``) is not a character."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            _fail(file, f"text {value[:40]!r} holds a lone surrogate escape; expected valid Unicode text", line, column)
 
 
 class _Walker:
@@ -156,6 +175,9 @@ class _Walker:
         if depth > MAX_DEPTH:
             _fail(self.file, f"nesting is too deep (limit {MAX_DEPTH})", node.start_mark.line + 1)
         self.source.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _COLLECTION_TAGS:
+            _fail(self.file, f"unsupported YAML tag {node.tag!r}; expected a plain mapping or list",
+                  node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -180,7 +202,12 @@ class _Walker:
         return out
 
     def _scalar(self, node: yaml.Node) -> Any:
-        value = self.constructor.construct_object(node, deep=True)
+        try:
+            value = self.constructor.construct_object(node, deep=True)
+        except (ValueError, OverflowError) as exc:  # e.g. 2025-02-30 (a YAML timestamp), a 5000-digit integer
+            _fail(self.file, f"invalid value {_short_text(node.value)}: {exc}", node.start_mark.line + 1,
+                  node.start_mark.column + 1)
+        _check_unicode(value, self.file, node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(value, dt.datetime):
             return value.isoformat()
         if isinstance(value, dt.date):
@@ -188,6 +215,15 @@ class _Walker:
         if isinstance(value, bytes):
             return value.decode("latin-1")
         return value
+
+
+#: Tags of collections we read: plain mappings and sequences (``!!set``, ``!!omap``, ``!!python/...`` are refused).
+_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+
+
+def _short_text(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _load_yaml(text: str, file: str, kind: str) -> Located:
@@ -210,6 +246,10 @@ def _load_yaml(text: str, file: str, kind: str) -> Located:
     walker = _Walker(file)
     try:
         data = walker.walk(documents[0], (), 1)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        _fail(file, f"invalid YAML value: {exc.problem or exc.context or 'cannot be read'}",
+              mark.line + 1 if mark else 0, mark.column + 1 if mark else 0)
     except yaml.YAMLError as exc:
         _fail(file, f"invalid YAML value: {exc}")
     except RecursionError:

@@ -2,7 +2,8 @@
 
 Each subcommand is a module of this package with ``register(subparsers)``, which adds its parser and sets
 ``func`` to a callable ``(args) -> int``. Errors radiopal raises on purpose become one line per problem on stderr and
-exit code 2; nothing a user types produces a traceback.
+exit code 2; nothing a user types produces a traceback. An unexpected exception (a bug) is one line on stderr and
+exit code 3, like :class:`radiopal.errors.EngineError`; ``RADIOPAL_DEBUG=1`` lets its traceback through.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 
@@ -55,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug: one line and exit 3, as EngineError; RADIOPAL_DEBUG=1 shows the traceback
+        if os.environ.get("RADIOPAL_DEBUG"):
+            raise
+        print(f"radiopal: internal error: {type(exc).__name__}: {exc} — this is a bug in radiopal, please report it "
+              "(run with RADIOPAL_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover
