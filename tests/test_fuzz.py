@@ -439,3 +439,28 @@ def test_a_bundle_path_with_a_nul_byte_is_an_input_error(tmp_path: Path) -> None
 
     with pytest.raises(InputError):
         bundle_to_document(str(tmp_path / "a\x00b.json"))
+
+
+def test_a_deeply_nested_patient_given_as_data_is_an_input_error(rulebase: Any) -> None:
+    """Found by test_patient_deep_nesting: a dict 2,865 levels deep crashed the schema check (RecursionError)."""
+    from radiopal.errors import InputError
+
+    with pytest.raises(InputError) as caught:
+        parse_patient({**PATIENT_DATA, "context": nested(5000, 1, as_list=True)})
+    assert "nesting is too deep (limit 64)" in caught.value.lines()[0]
+
+
+@pytest.mark.xfail(strict=True, reason="reported: radiopal/fhir/parse.py read_bundle has no depth limit for a Bundle "
+                                       "given as data; pydantic raises RecursionError (the service answers 500)")
+def test_a_deeply_nested_bundle_given_as_data_is_an_input_error() -> None:
+    from radiopal.errors import InputError
+    from radiopal.fhir import bundle_to_document
+
+    bundle = copy.deepcopy(BUNDLES[SMALL_BUNDLES[0]])
+    extension: dict[str, Any] = {"url": "http://example.org/x", "valueString": "v"}
+    for _ in range(200):
+        extension = {"url": "http://example.org/x", "extension": [extension]}
+    patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    patient["extension"] = [extension]
+    with pytest.raises(InputError):
+        bundle_to_document(bundle)
