@@ -134,6 +134,11 @@ def _load_json(text: str, file: str, kind: str) -> Located:
     return Located(data, SourceMap(file))
 
 
+def check_depth(data: Any, file: str = "<input>") -> None:
+    """Raise :class:`InputError` when already-parsed data nest deeper than MAX_DEPTH."""
+    _check_depth(data, file)
+
+
 def _check_depth(data: Any, file: str) -> None:
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:
@@ -229,6 +234,8 @@ def _short_text(value: Any) -> str:
 def _load_yaml(text: str, file: str, kind: str) -> Located:
     try:
         documents = list(_compose_all(text))
+    except _NodeLimitError as exc:
+        _fail(file, f"{exc}; expected a {kind} of reasonable size")
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
@@ -257,8 +264,27 @@ def _load_yaml(text: str, file: str, kind: str) -> Located:
     return Located(data, walker.source)
 
 
+class _NodeLimitError(yaml.YAMLError):
+    """Raised while composing, as soon as a document holds more nodes than MAX_NODES."""
+
+
+class _CountingLoader(yaml.SafeLoader):
+    """SafeLoader that stops composing after MAX_NODES nodes, so a large flat document is refused early instead of
+    being built in full (an 8 MB list of numbers costs minutes and gigabytes in the pure-Python composer)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.node_count = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.node_count += 1
+        if self.node_count > MAX_NODES:
+            raise _NodeLimitError(f"holds more than {MAX_NODES:,} values (size limit)")
+        return super().compose_node(parent, index)
+
+
 def _compose_all(text: str) -> Iterator[yaml.Node]:
-    loader = yaml.SafeLoader(text)
+    loader = _CountingLoader(text)
     try:
         while loader.check_node():
             node = loader.get_node()

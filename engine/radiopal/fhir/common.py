@@ -71,7 +71,11 @@ def when_of(value: Any) -> When | None:
         return None
     if isinstance(value, dt.datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return When(aware.astimezone(dt.UTC), value.date(), value.isoformat())
+        try:
+            instant = aware.astimezone(dt.UTC)
+        except OverflowError:  # year 1 or 9999 with an offset: the UTC instant falls outside datetime's range
+            instant = aware.replace(tzinfo=dt.UTC)
+        return When(instant, value.date(), value.isoformat())
     if isinstance(value, dt.date):
         return When(dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC), value, value.isoformat())
     text = str(value)

@@ -8,12 +8,13 @@ C.4). Every failure becomes an :class:`~radiopal.errors.InputError` whose proble
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, Problem, RadiopalError
-from ..yamlio import load_text
+from ..yamlio import check_depth, load_text
 from .common import Entry
 
 __all__ = ["ParsedBundle", "element_path", "read_bundle", "require_fhir"]
@@ -72,6 +73,40 @@ def require_fhir() -> Any:
     return R4B
 
 
+_DATE_TEXT = re.compile(r"^(\d{4})(-\d{2}(-\d{2}(T.*)?)?)?$")
+
+
+def _check_date_range(data: Any, file: str) -> list[Problem]:
+    """Dates and date-times outside the range a patient document accepts, named by element path.
+
+    Year 1 or 9999 with a time-zone offset is valid FHIR but cannot be turned into an instant; no clinical date of
+    this contract lies outside 1900–2199 either.
+    """
+    from ..patient.load import MAX_DATE, MIN_DATE
+
+    problems: list[Problem] = []
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
+        elif isinstance(node, str) and path.rsplit(".", 1)[-1] in _DATE_ELEMENTS:
+            match = _DATE_TEXT.match(node)
+            if match and not MIN_DATE.year <= int(match.group(1)) <= MAX_DATE.year:
+                problems.append(Problem(f"{node} is out of range; expected a date from {MIN_DATE} to {MAX_DATE}",
+                                        path=path, file=file))
+    return sorted(problems, key=lambda p: p.path)
+
+
+_DATE_ELEMENTS = frozenset({
+    "timestamp", "birthDate", "effectiveDateTime", "issued", "start", "end", "authoredOn", "occurrenceDateTime",
+    "performedDateTime", "recordedDate", "onsetDateTime", "abatementDateTime", "dateAsserted", "effectiveInstant",
+    "valueDateTime", "date", "lastUpdated",
+})
+
+
 def _check_resource_types(data: dict[str, Any], file: str) -> list[Problem]:
     """Unknown ``resourceType`` values make fhir.resources raise a bare KeyError; report them as paths instead."""
     get_fhir_model_class = require_fhir().get_fhir_model_class
@@ -120,6 +155,12 @@ def read_bundle(bundle: dict[str, Any] | str | Path) -> ParsedBundle:
     problems = _check_resource_types(data, file)
     if problems:
         raise InputError(f"{file}: not a valid FHIR R4 Bundle: {len(problems)} problem(s)", problems)
+    # A bundle handed over as data (the API, the service) has not been through radiopal.yamlio's limits; the model
+    # validation recurses per level, so bound the nesting first.
+    check_depth(data, file)
+    problems = _check_date_range(data, file)
+    if problems:
+        raise InputError(f"{file}: not a usable FHIR R4 Bundle: {len(problems)} problem(s)", problems)
 
     require_fhir()
     from fhir.resources.R4B.bundle import Bundle
@@ -138,6 +179,8 @@ def read_bundle(bundle: dict[str, Any] | str | Path) -> ParsedBundle:
         raise InputError(f"{file}: not a valid FHIR R4 Bundle: {len(problems)} problem(s)", problems) from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise _fail(file, f"not a valid FHIR R4 Bundle: {exc}") from exc
+    except RecursionError as exc:
+        raise _fail(file, "not a valid FHIR R4 Bundle: nesting is too deep") from exc
 
     entries = tuple(
         Entry(i, e.fullUrl, e.resource) for i, e in enumerate(parsed.entry or ()) if e.resource is not None

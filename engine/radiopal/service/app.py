@@ -25,6 +25,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..errors import InputError
+from ..yamlio import check_depth
 from .errors import ServiceError
 from .hooks import CDSHooksService
 from .settings import Settings
@@ -105,12 +107,24 @@ async def _read_json(request: Request) -> Any:
     if not raw.strip():
         raise ServiceError(400, "bad-request", "the request body is empty; a JSON object is expected")
     try:
-        return json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ServiceError(400, "bad-request", "the request body is not UTF-8 text") from exc
     except json.JSONDecodeError as exc:
         raise ServiceError(400, "malformed-json",
                            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise ServiceError(400, "bad-request", "the request body nests too deeply") from exc
+    try:
+        check_depth(data, "request body")
+        # A \ud800-style escape decodes to a lone surrogate, which cannot be stored or hashed as UTF-8.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except InputError as exc:
+        reason = exc.problems[0].message if exc.problems else str(exc)
+        raise ServiceError(400, "bad-request", f"the request body cannot be used: {reason}") from exc
+    except UnicodeEncodeError as exc:
+        raise ServiceError(400, "bad-request", "the request body holds an invalid Unicode escape (a lone surrogate)") from exc
+    return data
 
 
 def create_app(settings: Settings) -> FastAPI:
