@@ -30,6 +30,7 @@ from .summary import Summary
 __all__ = ["CohortError", "CohortOptions", "CohortReport", "run_cohort"]
 
 DEFAULT_BATCH_SIZE = 250
+LOW_LEVEL_LOG_LENGTH = 16
 
 
 class CohortError(RadiopalError):
@@ -240,9 +241,13 @@ def _drive_dask(batches: Iterable[tuple[int, list[Record]]], config: BatchConfig
     """Evaluate on a Dask cluster (local, or the one at ``options.scheduler``). Returns (mode, workers, dashboard)."""
     import importlib.util
 
+    import dask
     from distributed import Client, LocalCluster, as_completed
 
     with contextlib.ExitStack() as stack:
+        # Distributed keeps its last N low-level messages (default 1,000) for debugging; with batches of patient
+        # records inside, that is hundreds of MB in the driver and the workers. A short log keeps memory flat.
+        stack.enter_context(dask.config.set({"distributed.admin.low-level-log-length": LOW_LEVEL_LOG_LENGTH}))
         if options.scheduler:
             if options.workers:
                 log("radiopal cohort: --workers is ignored with --scheduler (the cluster has its own workers)")
