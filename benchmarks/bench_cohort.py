@@ -130,7 +130,7 @@ def run_one(source: Path, n: int, mode: str, workers: int, batch_size: int, work
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "radiopal": radiopal.__version__, "rulebase": manifest["rulebase"]["version"],
+        "radiopal": radiopal.__version__, "commit": _commit(), "rulebase": manifest["rulebase"]["version"],
         "rulebase_digest": manifest["rulebase"]["digest"], "n": n, "mode": mode,
         "workers": 1 if mode == "serial" else workers, "batch_size": batch_size,
         "seconds": round(seconds, 1), "patients_per_s": round(counts["records"] / seconds, 1),
@@ -143,6 +143,16 @@ def run_one(source: Path, n: int, mode: str, workers: int, batch_size: int, work
         "underuse_radionuclide": counts["underuse_radionuclide"], "summary": stdout.strip().splitlines()[0],
         "target_100k_in_10_min": seconds <= TARGET_SECONDS_100K if n >= 100_000 else None,
     }
+
+
+def _commit() -> str | None:
+    """The checkout's commit (figures belong to a version of the code), or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -333,6 +333,14 @@ def test_resume_skips_done_batches_and_refuses_a_changed_rule_base(tmp_path: Pat
     nothing = cohort_run(source, out, rules, serial=True, resume=True)
     assert nothing.evaluated_batches == 0 and therapy_rows(out) == before
 
+    original = source.read_text()
+    edited = [json.loads(line) for line in original.splitlines()]
+    edited[3]["pain"]["score_nrs"] = 0 if edited[3]["pain"]["score_nrs"] else 5  # same keys, other content
+    source.write_text("\n".join(json.dumps(d) for d in edited) + "\n")
+    with pytest.raises(InputError, match="the input changed"):
+        cohort_run(source, out, rules, serial=True, resume=True)
+    source.write_text(original)
+
     foreign = tmp_path / "foreign"
     (foreign / "parts").mkdir(parents=True)
     with pytest.raises(InputError, match=r"no run\.json"):

@@ -217,13 +217,16 @@ class OutputFolder:
                         out.add(int(name[len("batch-"):-len(".json")]))
         return out
 
-    def ledger_keys(self, index: int) -> list[str]:
-        """The record keys the ledger entry of batch ``index`` lists."""
+    def ledger_entry(self, index: int) -> dict[str, Any]:
+        """The ledger entry of batch ``index`` (its record keys, the digest of their content, counts)."""
         data = json.loads((self.done / f"{self.batch_name(index)}.json").read_text(encoding="utf-8"))
-        return list(data["keys"])
+        return data if isinstance(data, dict) else {}
 
-    def write_batch(self, result: BatchResult, digest: str) -> None:
-        """Write one batch: per-patient files, then the parts, then (last) the ledger entry — each atomically."""
+    def write_batch(self, result: BatchResult, digest: str, content: str = "") -> None:
+        """Write one batch: per-patient files, then the parts, then (last) the ledger entry — each atomically.
+
+        ``digest`` is the rule base's; ``content`` the digest of the batch's input records (checked by --resume).
+        """
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -235,7 +238,8 @@ class OutputFolder:
         with atomic_target(self.parts / f"{base}.patients.parquet") as tmp:
             pq.write_table(pa.Table.from_pydict(result.patients, schema=patient_schema()), tmp)
         write_text_atomic(self.parts / f"{base}.errors.jsonl", "".join(dumps_error(e) for e in result.errors))
-        ledger = {"batch": result.index, "keys": result.keys, "patients": len(result.patients["patient_id"]),
+        ledger = {"batch": result.index, "keys": result.keys, "content": content,
+                  "patients": len(result.patients["patient_id"]),
                   "errors": len(result.errors), "rulebase_digest": digest, "worker_pid": result.pid,
                   "seconds": round(result.seconds, 3)}
         write_text_atomic(self.done / f"{base}.json", json.dumps(ledger, separators=(",", ":")) + "\n")

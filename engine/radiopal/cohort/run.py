@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import itertools
 import logging
 import os
@@ -126,7 +127,7 @@ def run_cohort(options: CohortOptions) -> CohortReport:
             batches = _pending_batches(reader, batch_size, done, folder, state, progress)
 
             def handle(result: BatchResult) -> None:
-                folder.write_batch(result, snapshot.digest)
+                folder.write_batch(result, snapshot.digest, state.contents.pop(result.index, ""))
                 state.evaluated += 1
                 state.compiles[result.pid] = max(state.compiles.get(result.pid, 0), result.compiles)
                 progress.update(len(result.keys))
@@ -178,6 +179,7 @@ class _RunState:
     evaluated: int = 0
     skipped: int = 0
     compiles: dict[int, int] = field(default_factory=dict)
+    contents: dict[int, str] = field(default_factory=dict)  # content digest of each batch in flight
 
 
 def _check_options(options: CohortOptions) -> None:
@@ -219,14 +221,27 @@ def _pending_batches(reader: Reader, batch_size: int, done: set[int], folder: Ou
 
     for index, group in itertools.groupby(counted(reader), key=lambda r: r.ordinal // batch_size):
         records = list(group)
+        content = content_digest(records)
         if index in done:
-            if folder.ledger_keys(index) != [r.key for r in records]:
-                raise InputError(f"{folder.root}: cannot resume: batch {index} of the earlier run holds other "
+            entry = folder.ledger_entry(index)
+            if entry.get("keys") != [r.key for r in records] or entry.get("content") != content:
+                raise InputError(f"{folder.root}: cannot resume: batch {index} of the earlier run read other "
                                  "records than the input now gives (the input changed); run again without --resume")
             state.skipped += 1
             progress.update(len(records))
             continue
+        state.contents[index] = content
         yield index, records
+
+
+def content_digest(records: list[Record]) -> str:
+    """A digest of a batch's records (keys and bytes): ``--resume`` refuses an input that changed under it."""
+    digest = hashlib.blake2b(digest_size=16)
+    for record in records:
+        for part in (record.key.encode("utf-8"), record.data, (record.error or "").encode("utf-8")):
+            digest.update(len(part).to_bytes(8, "little"))
+            digest.update(part)
+    return "blake2b:" + digest.hexdigest()
 
 
 def _drive_serial(batches: Iterable[tuple[int, list[Record]]], config: BatchConfig, snapshot: RuleSnapshot,
