@@ -61,11 +61,9 @@ def fuzz_settings(share: float = 1.0) -> settings:
 
 
 #: Crashes found by this fuzzer that are reported to the owner of the code and not fixed yet: (exception type,
-#: message pattern, where). Each has an xfail case in tests/bad_inputs/manifest.yaml that turns into a failure once
-#: it is fixed (then delete the entry here). ``RADIOPAL_FUZZ_STRICT=1`` tolerates none of them.
+#: message pattern, where). Each has a strict xfail test (here or in tests/bad_inputs/manifest.yaml) that fails once
+#: it is fixed; then delete the entry here. ``RADIOPAL_FUZZ_STRICT=1`` tolerates none of them.
 KNOWN_CRASHES: tuple[tuple[type[BaseException], str, str], ...] = (
-    (EngineError, r"OverflowError: date value out of range",
-     "radiopal/fhir/common.py when_of: a datetime at year 1 or 9999 with a UTC offset overflows (FHIR mapper)"),
     (ValueError, r"embedded null byte",
      "radiopal/fhir/parse.py _load: a str that is not JSON text is read as a path; a NUL in it raises ValueError"),
 )
@@ -450,9 +448,8 @@ def test_a_deeply_nested_patient_given_as_data_is_an_input_error(rulebase: Any) 
     assert "nesting is too deep (limit 64)" in caught.value.lines()[0]
 
 
-@pytest.mark.xfail(strict=True, reason="reported: radiopal/fhir/parse.py read_bundle has no depth limit for a Bundle "
-                                       "given as data; pydantic raises RecursionError (the service answers 500)")
 def test_a_deeply_nested_bundle_given_as_data_is_an_input_error() -> None:
+    """Found with the service: 200 nested extensions made pydantic raise RecursionError (fixed in fhir/parse.py)."""
     from radiopal.errors import InputError
     from radiopal.fhir import bundle_to_document
 
