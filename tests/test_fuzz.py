@@ -429,13 +429,11 @@ def test_a_path_with_a_nul_byte_is_an_input_error(tmp_path: Path) -> None:
         load_patient(str(tmp_path / "a\x00b.yaml"))
 
 
-@pytest.mark.xfail(strict=True, reason="reported: radiopal/fhir/parse.py _load catches OSError only; a NUL byte in "
-                                       "the path raises ValueError")
 def test_a_bundle_path_with_a_nul_byte_is_an_input_error(tmp_path: Path) -> None:
     from radiopal.errors import InputError
     from radiopal.fhir import bundle_to_document
 
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="not a usable file name"):
         bundle_to_document(str(tmp_path / "a\x00b.json"))
 
 

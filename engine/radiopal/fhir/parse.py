@@ -56,6 +56,8 @@ def _load(bundle: dict[str, Any] | str | Path) -> tuple[Any, str]:
             raw = path.read_bytes()
         except OSError as exc:
             raise _fail(name, f"cannot read: {exc.strerror or exc}") from exc
+        except ValueError as exc:  # e.g. a NUL byte in the path
+            raise _fail(name.replace("\x00", "\\x00"), "not a usable file name") from exc
         as_json = path.suffix.lower() not in {".yaml", ".yml"}
         return load_text(raw, file=name, kind="FHIR Bundle", as_json=as_json).data, name
     raise _fail("<bundle>", f"expected a FHIR Bundle as a dict, JSON text or a file path, got {type(bundle).__name__}")
