@@ -4,9 +4,10 @@
 2. Runs a bounded load: ``--clients`` concurrent clients (threads with their own httpx client) posting patient-view
    hooks with prefetch built from the example FHIR Bundles (``examples/fhir/``) for ``--seconds``; reports throughput
    and p50/p95/p99 latency; any 5xx (or a dropped connection) fails the run (exit 1).
-3. Fault: starts the load again and kills the server with SIGKILL in the middle of it; then runs
-   ``radiopal audit verify`` on the DB (must pass: hash chain intact) and checks that no committed record was lost —
-   the log holds at least as many evaluation records as the number of 200 answers received before the kill.
+3. Fault: starts the load again and kills the server with SIGKILL in the middle of it (after ``--kill-after`` s and
+   at least 5 answers); then runs ``radiopal audit verify`` on the DB (must pass: hash chain intact) and checks that
+   no committed record was lost — the log gained at least as many evaluation records as 200 answers were received
+   during that load.
 4. Restarts the server on the same DB, checks that it answers again and that the chain still verifies.
 
 Results are printed and appended to ``benchmarks/results/service.jsonl``. ``tests/test_service_faults.py`` runs a
@@ -224,9 +225,13 @@ class LoadReport:
 
 
 def run_load(base: str, bodies: list[dict[str, Any]], *, clients: int, seconds: float,
-             stop: threading.Event | None = None, tolerate_disconnect: bool = False) -> LoadReport:
-    """``clients`` threads post patient-view calls for ``seconds`` (or until ``stop`` is set)."""
-    report = LoadReport(clients, seconds)
+             stop: threading.Event | None = None, tolerate_disconnect: bool = False,
+             report: LoadReport | None = None) -> LoadReport:
+    """``clients`` threads post patient-view calls for ``seconds`` (or until ``stop`` is set).
+
+    ``report`` (filled while the load runs) lets another thread watch the counts.
+    """
+    report = report or LoadReport(clients, seconds)
     lock = threading.Lock()
     stop = stop or threading.Event()
     started = time.monotonic()
@@ -299,22 +304,27 @@ class FaultReport:
 
     @property
     def passed(self) -> bool:
-        return (self.verify_exit == 0 and self.records_after_kill - self.records_before_load >= self.ok_before_kill
+        return (self.ok_before_kill > 0 and self.verify_exit == 0
+                and self.records_after_kill - self.records_before_load >= self.ok_before_kill
                 and self.five_xx_before_kill == 0 and self.restarted_status == 200
                 and self.verify_after_restart_exit == 0 and self.records_after_restart > self.records_after_kill)
 
 
-def kill_mid_load(server: Server, bodies: list[dict[str, Any]], *, clients: int, kill_after: float) -> FaultReport:
-    """Load the server, SIGKILL it after ``kill_after`` seconds, then check the audit log and restart on it."""
+def kill_mid_load(server: Server, bodies: list[dict[str, Any]], *, clients: int, kill_after: float,
+                  min_answers: int = 5, max_wait: float = 180.0) -> FaultReport:
+    """Load the server and SIGKILL it once ``kill_after`` seconds have passed and at least ``min_answers`` calls have
+    been answered (so the kill lands among committed and in-flight calls; at most ``max_wait`` s); then check the
+    audit log and restart on it."""
     fault = FaultReport(records_before_load=evaluation_records(server.audit_db))
-    holder: dict[str, LoadReport] = {}
-    load = threading.Thread(target=lambda: holder.setdefault("r", run_load(
-        server.base, bodies, clients=clients, seconds=kill_after + 60, tolerate_disconnect=True)), daemon=True)
+    report = LoadReport(clients, 0)
+    load = threading.Thread(target=run_load, args=(server.base, bodies), daemon=True, kwargs={
+        "clients": clients, "seconds": max_wait + 60, "tolerate_disconnect": True, "report": report})
+    started = time.monotonic()
     load.start()
-    time.sleep(kill_after)
+    while time.monotonic() - started < max_wait and (time.monotonic() - started < kill_after or report.ok < min_answers):
+        time.sleep(0.05)
     server.kill()
     load.join(timeout=120)
-    report = holder["r"]
     fault.ok_before_kill = report.ok
     fault.requests_before_kill = report.requests
     fault.five_xx_before_kill = report.five_xx
@@ -367,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the load phase (default 60)")
     parser.add_argument("--kill-clients", type=int, help="clients during the kill phase (default: --clients)")
     parser.add_argument("--kill-after", type=float, default=5.0, help="SIGKILL the server after this many seconds "
-                                                                        "of the second load (default 5)")
+                                                                        "of the second load and at least 5 answers "
+                                                                        "(default 5)")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results/service.jsonl")
     args = parser.parse_args(argv)
     result = run(clients=args.clients, seconds=args.seconds, kill_clients=args.kill_clients, kill_after=args.kill_after)
@@ -378,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
           f"connection errors {load['connection_errors']}")
     for line in load["server_errors"]:
         print(f"  server error: {line}")
-    print(f"kill: SIGKILL after {args.kill_after} s with {fault['ok_before_kill']} answers 200 received; "
+    print(f"kill: SIGKILL during the second load with {fault['ok_before_kill']} answers 200 received; "
           f"{fault['records_after_kill'] - fault['records_before_load']} new evaluation records "
           f"({fault['records_after_kill']} in all) in the audit log; audit verify exit "
           f"{fault['verify_exit']} ({fault['verify_output'].splitlines()[0] if fault['verify_output'] else ''})")
