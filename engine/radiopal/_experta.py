@@ -17,6 +17,7 @@ import collections
 import collections.abc
 import logging
 import threading
+from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -54,10 +55,9 @@ def exact_removal_strategy() -> type:
     return _strategy_class()
 
 
-_strategy_cache: list[type] = []
-_matcher_cache: list[type] = []
 
 
+@cache
 def tracked_matcher() -> type:
     """Return a ReteMatcher subclass that only visits the conflict-set nodes that changed.
 
@@ -65,8 +65,6 @@ def tracked_matcher() -> type:
     every firing, which makes a run cost rules × firings. Here each conflict-set node reports itself when it is
     activated, and ``changes()`` visits just those, in network order (so the agenda is filled deterministically).
     """
-    if _matcher_cache:
-        return _matcher_cache[0]
     from experta.matchers.rete import ReteMatcher
     from experta.matchers.rete.nodes import ConflictSetNode
 
@@ -106,13 +104,11 @@ def tracked_matcher() -> type:
                 removed.extend(c_removed)
             return added, removed
 
-    _matcher_cache.append(TrackedReteMatcher)
     return TrackedReteMatcher
 
 
+@cache
 def _strategy_class() -> type:
-    if _strategy_cache:
-        return _strategy_cache[0]
     from experta.strategies import DepthStrategy  # experta() has run: the shim is in place
 
     class ExactRemovalStrategy(DepthStrategy):  # type: ignore[misc, valid-type]
@@ -132,7 +128,6 @@ def _strategy_class() -> type:
                 act.key = self.get_key(act)
                 bisect.insort(activations, act)
 
-    _strategy_cache.append(ExactRemovalStrategy)
     return ExactRemovalStrategy
 
 

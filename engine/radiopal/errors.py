@@ -6,8 +6,8 @@ so the CLI can print one line per problem and never a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 __all__ = [
     "EngineError",
@@ -101,20 +101,3 @@ class EngineError(RadiopalError):
     """The engine reached a state it should not (a bug, reported with context rather than a traceback)."""
 
     exit_code = 3
-
-
-@dataclass
-class ProblemCollector:
-    """Collects problems and raises them together, so a user sees every mistake at once."""
-
-    problems: list[Problem] = field(default_factory=list)
-
-    def add(self, message: str, **where: object) -> None:
-        self.problems.append(Problem(message, **where))  # type: ignore[arg-type]
-
-    def extend(self, problems: Sequence[Problem]) -> None:
-        self.problems.extend(problems)
-
-    def raise_if_any(self, error_class: type[RadiopalError], summary: str) -> None:
-        if self.problems:
-            raise error_class(f"{summary}: {len(self.problems)} problem(s)", sorted(set(self.problems)))

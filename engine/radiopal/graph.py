@@ -33,17 +33,21 @@ class ReasoningGraph:
 
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     edges: list[dict[str, str]] = field(default_factory=list)
+    _edge_keys: set[tuple[str, ...]] = field(default_factory=set, repr=False, compare=False)
 
     def add_node(self, node_id: str, kind: str, label: str, **attrs: Any) -> None:
         node = self.nodes.setdefault(node_id, {"id": node_id, "kind": kind, "label": label})
         node.update({k: v for k, v in attrs.items() if v is not None})
 
     def add_edge(self, source: str, target: str, kind: str, label: str = "") -> None:
+        key = (source, target, kind, label)
+        if key in self._edge_keys:
+            return
+        self._edge_keys.add(key)
         edge = {"source": source, "target": target, "kind": kind}
         if label:
             edge["label"] = label
-        if edge not in self.edges:
-            self.edges.append(edge)
+        self.edges.append(edge)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data: ``{"nodes": [...], "edges": [...]}``, sorted by id."""
@@ -73,7 +77,9 @@ class ReasoningGraph:
             if e["kind"] == "emits" and e["source"] in keep:
                 keep.add(e["target"])
         sub = ReasoningGraph({k: v for k, v in self.nodes.items() if k in keep})
-        sub.edges = [e for e in self.edges if e["source"] in keep and e["target"] in keep]
+        for e in self.edges:
+            if e["source"] in keep and e["target"] in keep:
+                sub.add_edge(e["source"], e["target"], e["kind"], e.get("label", ""))
         return sub
 
     def to_dot(self, title: str = "radiopal reasoning graph") -> str:
