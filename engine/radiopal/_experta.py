@@ -59,20 +59,23 @@ def exact_removal_strategy() -> type:
 
 @cache
 def tracked_matcher() -> type:
-    """Return a ReteMatcher subclass that only visits the conflict-set nodes that changed.
+    """Return a ReteMatcher subclass that only visits the conflict-set nodes that changed, on a streamlined network.
 
     experta's ``changes()`` asks every rule's conflict-set node for new activations after every declaration and
     every firing, which makes a run cost rules × firings. Here each conflict-set node reports itself when it is
     activated, and ``changes()`` visits just those, in network order (so the agenda is filled deterministically).
+    The network's nodes are swapped for the leaner ones of :mod:`radiopal._rete` (same network, same matches).
     """
+    experta()  # the import shim must be in place before experta's submodules load
     from experta.matchers.rete import ReteMatcher
-    from experta.matchers.rete.nodes import ConflictSetNode
 
-    class TrackedConflictSetNode(ConflictSetNode):  # type: ignore[misc, valid-type]
+    from . import _rete
+
+    class TrackedConflictSetNode(_rete.FastConflictSetNode):  # type: ignore[misc, valid-type]
         """A conflict-set node that tells its matcher when it has new (de)activations."""
 
-        def _activate(self, token: Any) -> None:
-            super()._activate(token)
+        def activate(self, token: Any) -> None:
+            self._activate(token)
             self._radiopal_dirty.add(self._radiopal_index)
 
     class TrackedReteMatcher(ReteMatcher):  # type: ignore[misc, valid-type]
@@ -82,10 +85,16 @@ def tracked_matcher() -> type:
             super().__init__(*args, **kwargs)
             self._radiopal_dirty: set[int] = set()
             self._radiopal_nodes = list(self._get_conflict_set_nodes())
+            self._radiopal_memory = _rete.streamline(self.root_node, TrackedConflictSetNode)
             for index, node in enumerate(self._radiopal_nodes):
-                node.__class__ = TrackedConflictSetNode
                 node._radiopal_index = index
                 node._radiopal_dirty = self._radiopal_dirty
+
+        def reset(self) -> None:
+            _rete.reset(self._radiopal_memory)
+            for index in self._radiopal_dirty:  # drop (de)activations left by an evaluation that raised
+                self._radiopal_nodes[index].get_activations()
+            self._radiopal_dirty.clear()
 
         def changes(self, adding: Any = None, deleting: Any = None) -> tuple[list[Any], list[Any]]:
             if deleting is not None:
@@ -105,6 +114,59 @@ def tracked_matcher() -> type:
             return added, removed
 
     return TrackedReteMatcher
+
+
+@cache
+def engine_base(streamlined: bool = True) -> type:
+    """A KnowledgeEngine with radiopal's strategy and matcher, whose reset does not rescan the engine's members.
+
+    experta's ``reset()`` finds the ``DefFacts`` by ``inspect.getmembers`` over the whole engine (every rule) on each
+    call; the engine's DefFacts never change after construction, so the list is found once per engine.
+    ``streamlined=False`` gives experta's own engine and RETE network with only the stale-activation fix: slower, and
+    the reference the streamlined one is tested against.
+    """
+    xp = experta()
+    if not streamlined:
+        return type("PlainRadiopalKnowledgeEngine", (xp.KnowledgeEngine,), {"__strategy__": _strategy_class()})
+
+    class RadiopalKnowledgeEngine(xp.KnowledgeEngine):  # type: ignore[misc, valid-type]
+        __strategy__ = _strategy_class()
+        __matcher__ = tracked_matcher()
+
+        def run(self, steps: float = float("inf")) -> None:
+            """experta's run loop, except that the ``RULES`` watcher's line is formatted only when it is on.
+
+            experta builds that line (every fact of the activation as text) for every firing, logged or not.
+            """
+            rules_watcher = xp.watchers.RULES
+            self.running = True
+            execution = 0
+            while steps > 0 and self.running:
+                added, removed = self.get_activations()
+                self.strategy.update_agenda(self.agenda, added, removed)
+                if xp.watchers.worth("AGENDA", "DEBUG"):  # pragma: no cover - a debugging aid of experta's
+                    for idx, act in enumerate(self.agenda.activations):
+                        xp.watchers.AGENDA.debug("%d: %r %r", idx, act.rule.__name__,
+                                                 ", ".join(str(f) for f in act.facts))
+                activation = self.agenda.get_next()
+                if activation is None:
+                    break
+                steps -= 1
+                execution += 1
+                if rules_watcher.isEnabledFor(logging.INFO):
+                    rules_watcher.info("FIRE %s %s: %s", execution, activation.rule.__name__,
+                                       ", ".join(str(f) for f in activation.facts))
+                activation.rule(self, **{k: v for k, v in activation.context.items() if not k.startswith("__")})
+            self.running = False
+
+        def get_deffacts(self) -> list[Any]:
+            cached = self.__dict__.get("_radiopal_deffacts")
+            if cached is None:
+                cached = super().get_deffacts()
+                self.__dict__["_radiopal_deffacts"] = cached
+            return cached
+
+    return RadiopalKnowledgeEngine
 
 
 @cache

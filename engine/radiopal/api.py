@@ -28,9 +28,10 @@ class RuleBase:
     One instance can serve many threads at once: each thread gets its own experta engine.
     """
 
-    def __init__(self, loaded: LoadedRules) -> None:
+    def __init__(self, loaded: LoadedRules, *, streamlined: bool = True) -> None:
+        """Compile ``loaded``. ``streamlined=False`` runs on experta's own, slower RETE nodes (a reference for tests)."""
         self.loaded = loaded
-        self.compiled: CompiledRuleBase = compile_rules(loaded, on_fire)
+        self.compiled: CompiledRuleBase = compile_rules(loaded, on_fire, streamlined=streamlined)
         self._runner = Runner(self.compiled)
         self._lock = threading.Lock()
 

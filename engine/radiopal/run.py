@@ -138,7 +138,10 @@ def on_fire(engine: Any, compiled: CompiledRule, bindings: Mapping[str, Any]) ->
             engine.declare(engine.__class__._radiopal_datum(name=DERIVED_PREFIX + firing.derived.name, fv=firing.derived))
         elif rule.then.earliest_date is not None:
             firing.earliest_date, firing.date_unknown = _earliest(rule.then.earliest_date, env, firing.outcome)
-    for therapy in compiled.therapies:
+    therapies = compiled.therapies
+    firing.therapy = therapies[0]
+    state.firings.append(firing)
+    for therapy in therapies[1:]:  # one record per therapy; they share everything else
         state.firings.append(dataclasses.replace(firing, therapy=therapy))
 
 

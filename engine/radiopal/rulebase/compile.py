@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._experta import exact_removal_strategy, experta, tracked_matcher
+from .._experta import engine_base, experta
 from ..conditions import THERAPY_PLACEHOLDER, Env
 from ..tri import Tri
 from .load import LoadedRules
@@ -32,15 +32,24 @@ class Section:
 
     Declaring ~10 sections instead of ~100 single facts keeps experta's RETE network small (each declared fact is
     tested against every alpha node); which facts a firing actually read comes from its condition's evaluation.
-    Hashed by identity, so it can ride inside an experta fact.
+    Hashed by identity, so it can ride inside an experta fact. It also keeps the evaluation environment of the rules
+    that read nothing but this section, one per therapy, so the ~200 such rules of a patient share them.
     """
 
-    __slots__ = ("evaluation_date", "facts", "name")
+    __slots__ = ("_envs", "evaluation_date", "facts", "name")
 
     def __init__(self, name: str, facts: dict[str, Any], evaluation_date: Any = None) -> None:
         self.name = name
         self.facts = facts
         self.evaluation_date = evaluation_date
+        self._envs: dict[str | None, Env] = {}
+
+    def env(self, therapy: str | None) -> Env:
+        """The environment for a rule that binds only this section (``therapy``: the rule's ``$therapy``)."""
+        env = self._envs.get(therapy)
+        if env is None:
+            env = self._envs[therapy] = Env(self.facts, self.evaluation_date, therapy, statuses={})
+        return env
 
 
 @dataclass(frozen=True)
@@ -55,8 +64,16 @@ class CompiledRule:
     name: str
     patterns: tuple[str, ...] = ()
 
+    @property
+    def therapy(self) -> str | None:
+        """The therapy a per-therapy compilation is for (None when one experta rule serves all its therapies)."""
+        return self.therapies[0] if len(self.therapies) == 1 else None
+
     def env(self, bindings: Mapping[str, Any]) -> Env:
         """The evaluation environment built from the facts experta bound for this rule (no copying of the patient)."""
+        if len(bindings) == 1:  # the patient section alone: the section keeps one shared environment per therapy
+            (datum,) = bindings.values()
+            return datum["fv"].env(self.therapy)  # type: ignore[no-any-return]
         patient: Mapping[str, Any] = {}
         extra: dict[str, Any] = {}
         statuses: dict[str, str] = {}
@@ -72,8 +89,7 @@ class CompiledRule:
             else:
                 extra[name[len(DERIVED_PREFIX):]] = fv
         facts = ChainMap(extra, patient) if extra else patient  # type: ignore[arg-type]
-        therapy = self.therapies[0] if len(self.therapies) == 1 else None
-        return Env(facts, evaluation_date, therapy, statuses=statuses)
+        return Env(facts, evaluation_date, self.therapy, statuses=statuses)
 
     def truth(self, env: Env) -> Tri:
         """Whether the rule fires: its condition is met, or (a requirement rule) a required fact is unknown."""
@@ -131,15 +147,15 @@ def _phase(rule: Rule) -> int:
     return 2 if rule.statuses() else 1
 
 
-def compile_rules(loaded: LoadedRules, on_fire: Callable[[Any, CompiledRule, Mapping[str, Any]], None]) -> CompiledRuleBase:
-    """Build the experta engine class for ``loaded``. ``on_fire(engine, compiled, bindings)`` runs on each firing."""
+def compile_rules(loaded: LoadedRules, on_fire: Callable[[Any, CompiledRule, Mapping[str, Any]], None], *,
+                  streamlined: bool = True) -> CompiledRuleBase:
+    """Build the experta engine class for ``loaded``. ``on_fire(engine, compiled, bindings)`` runs on each firing.
+
+    ``streamlined=False`` builds on experta's own RETE nodes (see :func:`radiopal._experta.engine_base`).
+    """
     xp = experta()
     datum_class = type("Datum", (xp.Fact,), {"__doc__": "One patient fact: its name and its FactValue."})
-    attrs: dict[str, Any] = {
-        "__strategy__": exact_removal_strategy(),
-        "__matcher__": tracked_matcher(),
-        "_radiopal_datum": datum_class,
-    }
+    attrs: dict[str, Any] = {"_radiopal_datum": datum_class}
     compiled: list[CompiledRule] = []
     for index, rule in enumerate(loaded.rules):
         per_therapy = _names_therapy(rule)
@@ -156,7 +172,7 @@ def compile_rules(loaded: LoadedRules, on_fire: Callable[[Any, CompiledRule, Map
             item = CompiledRule(rule, tuple(therapies), _phase(rule), tuple(names), name, tuple(patterns))
             compiled.append(item)
             attrs[name] = _experta_rule(xp, datum_class, item, on_fire)
-    engine_class = type("RadiopalEngine", (xp.KnowledgeEngine,), attrs)
+    engine_class = type("RadiopalEngine", (engine_base(streamlined),), attrs)
     base = CompiledRuleBase(loaded, tuple(compiled), engine_class, datum_class, _version(loaded), _digest(loaded))
     base.by_name = {c.name: c for c in compiled}
     return base
