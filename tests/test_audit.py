@@ -268,3 +268,31 @@ def test_audit_commands_on_a_missing_log_or_record_are_errors(tmp_path: Path,
     AuditLog(tmp_path / "empty.db").dispose()
     assert main(["audit", "show", "nope", "--db", str(tmp_path / "empty.db")]) == 2
     assert "no audit record 'nope'" in capsys.readouterr().err
+
+
+def test_a_new_sqlite_log_is_readable_by_its_owner_only_whatever_the_umask(
+        tmp_path: Path, rulebase: radiopal.RuleBase, patient: dict[str, Any]) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)  # the usual umask, which would give 0644
+    try:
+        db = tmp_path / "private" / "audit.db"
+        log = AuditLog(db)
+        log.record(rulebase.evaluate(patient), caller="test")
+        files = [p for p in db.parent.iterdir() if p.name.startswith("audit.db")]
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
+        log.dispose()
+    finally:
+        os.umask(old)
+    assert modes["audit.db"] == 0o600
+    assert all(mode == 0o600 for mode in modes.values()), modes  # -wal/-shm follow the database file
+
+
+def test_an_existing_log_keeps_the_permissions_its_owner_chose(tmp_path: Path, filled: tuple[Path, list[str]]) -> None:
+    import stat
+
+    db, _ = filled
+    db.chmod(0o640)
+    AuditLog(db).dispose()
+    assert stat.S_IMODE(db.stat().st_mode) == 0o640

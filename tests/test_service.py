@@ -737,3 +737,37 @@ def test_cards_agree_with_the_engine_on_the_shipped_rule_base(tmp_path: Path) ->
         for d in shown:
             if d.status == "deferred" and d.earliest_date:
                 assert d.earliest_date.isoformat() in card["detail"], (name, d.therapy)
+
+
+# --- fhirServer allow-list (--fhir-server) ----------------------------------------------------------------------------
+@pytest.mark.parametrize(("url", "listed"), [
+    ("https://ehr.example.org/fhir", True),
+    ("https://ehr.example.org/fhir/", True),
+    ("https://ehr.example.org/fhir/r4", True),
+    ("https://ehr.example.org/fhirplus", False),  # a prefix of the path segment is not the same base
+    ("https://ehr.example.org:8443/fhir", False),
+    ("http://ehr.example.org/fhir", False),
+    ("https://evil.example.org/fhir", False),
+    ("https://ehr.example.org.evil.net/fhir", False),
+])
+def test_the_fhir_server_allow_list_matches_whole_base_urls(url: str, listed: bool) -> None:
+    from radiopal.service.prefetch import _listed
+
+    assert _listed(url, ("https://ehr.example.org/fhir",)) is listed
+
+
+def test_a_fhir_server_off_the_allow_list_is_refused_before_any_request() -> None:
+    from radiopal.service.errors import ServiceError
+    from radiopal.service.prefetch import fetch_missing
+
+    port = free_port()  # nothing listens there: a request would fail with "could not be reached" instead
+    with pytest.raises(ServiceError) as info:
+        fetch_missing(f"http://127.0.0.1:{port}/fhir", None, {"patient": "Patient/{{context.patientId}}"},
+                      ["patient"], {"patientId": "V05"}, allowed=("https://ehr.example.org/fhir",))
+    assert info.value.status == 412 and "--fhir-server" in str(info.value)
+
+
+def test_serve_refuses_a_fhir_server_that_is_not_a_base_url(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["serve", "--no-auth", "--fhir-server", "ftp://files.example.org/fhir"])
+    assert code == 2
+    assert "--fhir-server 'ftp://files.example.org/fhir' is not an http(s) base URL" in capsys.readouterr().err

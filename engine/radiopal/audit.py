@@ -147,6 +147,22 @@ class VerifyReport:
         return not self.problems
 
 
+def _create_private(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (0600), whatever the umask: it holds clinical data.
+
+    SQLite gives its -wal and -shm files the database file's permissions, so they are private too. An existing file
+    keeps the permissions its owner chose.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise InputError(f"{path}: cannot create the audit log: {exc.strerror}",
+                         [Problem(f"cannot create the audit log: {exc.strerror}", file=str(path))]) from exc
+    os.close(fd)
+
+
 class AuditLog:
     """An append-only, hash-chained audit log.
 
@@ -173,6 +189,7 @@ class AuditLog:
                 except OSError as exc:
                     raise InputError(f"{path}: cannot create its folder: {exc.strerror}",
                                      [Problem(f"cannot create its folder: {exc.strerror}", file=str(path))]) from exc
+                _create_private(path)
             url = f"sqlite:///{path.resolve()}"
         else:
             url = self.target

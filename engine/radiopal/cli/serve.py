@@ -32,6 +32,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--base-url", metavar="URL",
                         help="public URL of the service as the EHR calls it; the JWT aud is "
                              "{base-url}/cds-services/{id} (default http://HOST:PORT)")
+    parser.add_argument("--fhir-server", metavar="URL", nargs="+", action="extend", default=[],
+                        help="FHIR server base URL(s) the service may fetch missing prefetch from; repeatable. "
+                             "Without it any https server the EHR names (http on loopback) is used")
+    parser.add_argument("--fhir-timeout", metavar="SECONDS", type=float, default=10.0,
+                        help="time limit of each request to the FHIR server (default 10)")
     parser.add_argument("--max-body", metavar="BYTES", type=int, default=1024 * 1024,
                         help="largest request body accepted (default 1048576; larger → HTTP 413)")
     parser.add_argument("--evaluation-date", metavar="YYYY-MM-DD",
@@ -47,7 +52,8 @@ def settings_from(args: argparse.Namespace) -> Any:
 
     settings = Settings(host=args.host, port=args.port, rules=args.rules, audit_db=args.audit_db, jwks=args.jwks,
                         issuers=tuple(args.issuer), no_auth=args.no_auth, base_url=args.base_url,
-                        max_body_bytes=args.max_body, evaluation_date=args.evaluation_date)
+                        max_body_bytes=args.max_body, evaluation_date=args.evaluation_date,
+                        fhir_servers=tuple(args.fhir_server), fhir_timeout=args.fhir_timeout)
     settings.check()
     return settings
 

@@ -8,6 +8,7 @@ final facts (derived facts included) and the final statuses.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -291,12 +292,7 @@ class _Builder:
 
     def location(self, rule: Rule) -> str:
         """``rules/sequencing.yaml:12``: the rule file relative to the rule folder's parent, and the line."""
-        folder = Path(self.result.rulebase.folder)
-        file = Path(rule.file)
-        try:
-            shown = file.resolve().relative_to(folder.resolve().parent).as_posix()
-        except ValueError:
-            shown = file.name
+        shown = _shown_file(self.result.rulebase.folder, rule.file)
         return f"{shown}:{rule.line}" if rule.line else shown
 
     def env(self, therapy: str) -> Env:
@@ -765,3 +761,12 @@ def _why_not_summary(name: str, status: str, blocking: list[RuleExplanation],
         target = "recommended" if status == "eligible" else "eligible or recommended"
         parts.append(f"The rule base has no rule that would make {name} {target}.")
     return " ".join(parts)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shown_file(folder: str, file: str) -> str:
+    """A rule file as shown in explanations (resolving paths is a system call per rule: done once per file)."""
+    try:
+        return Path(file).resolve().relative_to(Path(folder).resolve().parent).as_posix()
+    except ValueError:
+        return Path(file).name

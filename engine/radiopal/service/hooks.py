@@ -145,7 +145,7 @@ class CDSHooksService:
                                    "radiopal needs these prefetch keys and no fhirServer was given to fetch them: "
                                    + ", ".join(missing), [{"missing": key} for key in missing])
             prefetch.update(fetch_missing(server, request.get("fhirAuthorization"), self.templates, missing, context,
-                                          timeout=self.settings.fhir_timeout))
+                                          timeout=self.settings.fhir_timeout, allowed=self.settings.fhir_servers))
         assembled = assemble_bundle(prefetch, self.templates, exclude=exclude, server=request.get("fhirServer"))
         result = self._evaluate(assembled)
 

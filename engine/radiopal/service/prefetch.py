@@ -267,14 +267,35 @@ def _allowed_server(url: str) -> bool:
         return False
 
 
+def _listed(url: str, allowed: Iterable[str]) -> bool:
+    """Whether ``url`` is one of the ``allowed`` base URLs or below one (same scheme, host and port; path prefix)."""
+    parts = urlsplit(url)
+    for base in allowed:
+        b = urlsplit(base)
+        if (parts.scheme, parts.hostname, parts.port) != (b.scheme, b.hostname, b.port):
+            continue
+        prefix = b.path.rstrip("/")
+        path = parts.path.rstrip("/")
+        if path == prefix or path.startswith(prefix + "/"):
+            return True
+    return False
+
+
 def fetch_missing(fhir_server: str, authorization: Mapping[str, Any] | None, templates: Mapping[str, str],
-                  keys: Iterable[str], context: Mapping[str, Any], *, timeout: float = 10.0) -> dict[str, Any]:
-    """Fetch the answers of ``keys`` from ``fhir_server`` (following ``next`` links); 412 when that fails."""
+                  keys: Iterable[str], context: Mapping[str, Any], *, timeout: float = 10.0,
+                  allowed: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Fetch the answers of ``keys`` from ``fhir_server`` (following ``next`` links); 412 when that fails.
+
+    With ``allowed`` (the service's ``--fhir-server`` list) only those servers are contacted.
+    """
     import httpx
 
     if not _allowed_server(fhir_server):
         raise ServiceError(412, "prefetch-unavailable",
                            f"fhirServer {fhir_server!r} is not usable: https is required (http only on loopback)")
+    if allowed and not _listed(fhir_server, allowed):
+        raise ServiceError(412, "prefetch-unavailable",
+                           f"fhirServer {fhir_server!r} is not one this service may fetch from (--fhir-server)")
     headers = {"Accept": "application/fhir+json"}
     token = (authorization or {}).get("access_token")
     if isinstance(token, str) and token:

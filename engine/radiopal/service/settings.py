@@ -6,6 +6,7 @@ import datetime as dt
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import Problem, RadiopalError
 
@@ -32,7 +33,8 @@ class Settings:
     and report links start with it); by default ``http://{host}:{port}``. Authentication needs ``jwks`` (a JWKS URL
     or file) and ``issuers``; ``no_auth`` is allowed on a loopback host only. ``evaluation_date`` fixes the day
     intervals are counted to (for tests and replays); by default it is today's date. ``rulebase`` is a compiled
-    rule base to use instead of loading ``rules``.
+    rule base to use instead of loading ``rules``. ``fhir_servers``, when given, are the only FHIR server base URLs
+    missing prefetch is fetched from (each request limited to ``fhir_timeout`` seconds).
     """
 
     host: str = "127.0.0.1"
@@ -46,6 +48,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY
     evaluation_date: str | None = None
     fhir_timeout: float = 10.0
+    fhir_servers: tuple[str, ...] = ()
     rulebase: Any = field(default=None, repr=False)
 
     @property
@@ -71,6 +74,12 @@ class Settings:
             problems.append(Problem(
                 f"refusing to serve on {what} without authentication: give --jwks URL|FILE and --issuer ISS"
                 + ("" if not is_loopback(self.host) else " (or --no-auth, allowed on loopback only)")))
+        for server in self.fhir_servers:
+            parts = urlsplit(server)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                problems.append(Problem(f"--fhir-server {server!r} is not an http(s) base URL"))
+        if not 0 < self.fhir_timeout <= 300:
+            problems.append(Problem(f"--fhir-timeout {self.fhir_timeout} is outside 0–300 seconds"))
         if self.max_body_bytes < 1024:
             problems.append(Problem(f"the body limit {self.max_body_bytes} is below 1024 bytes"))
         if self.evaluation_date is not None:
