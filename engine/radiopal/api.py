@@ -33,6 +33,8 @@ class RuleBase:
         self.loaded = loaded
         self.compiled: CompiledRuleBase = compile_rules(loaded, on_fire, streamlined=streamlined)
         self._runner = Runner(self.compiled)
+        #: Per-rule attributes of reasoning-graph rule nodes (filled by the graph builder, once per rule).
+        self.rule_node_attributes: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     @property

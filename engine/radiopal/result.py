@@ -18,6 +18,7 @@ from .run import Firing, RunState
 
 if TYPE_CHECKING:
     from .api import RuleBase
+    from .rulebase.model import Rule
 
 NORMALISED = (
     ("plt_10e9_L", "plt"),
@@ -163,25 +164,23 @@ def build_graph(result: Result) -> ReasoningGraph:
                        earliest_date=d.earliest_date.isoformat() if d.earliest_date else None, dose_mg=d.dose_mg,
                        reasons=list(d.reasons), unverified=d.unverified or None, default=d.is_default or None,
                        group=d.therapy)
+    rule_cache = result.rulebase.rule_node_attributes
+    added: dict[str, int] = {}  # fact name → id of the FactValue last added under it
+
+    def add_fact(fact: FactValue) -> None:
+        if added.get(fact.name) != id(fact):  # adding the same fact again would change nothing
+            added[fact.name] = id(fact)
+            _add_fact(graph, fact, vocab, doc, provenance)
+
     for firing in result.firings:
         rule = firing.compiled.rule
         node_id = _rule_node_id(firing)
         edge_kind, final = decided.get(id(firing), ("", ""))
-        sources = [
-            {"key": k, "citation": catalogue.references[k].citation, "url": catalogue.references[k].url}
-            for k in rule.sources if k in catalogue.references
-        ]
-        conclusion = rule.then.status or ("derives " + rule.then.derive if rule.then.derive else
-                                          "advisory" if rule.then.advisories else "information")
         graph.add_node(
-            node_id, "rule", rule.title, rule_id=rule.id, variant=rule.variant or None, strength=rule.strength,
-            verification=rule.verification, unverified=rule.is_unverified or None, sources=sources,
-            citation_short=", ".join(rule.sources), therapy=firing.therapy, status=rule.then.status,
-            conclusion=conclusion, overridden=(edge_kind == "overridden") or None,
-            overridden_by=final if edge_kind == "overridden" else None,
+            node_id, "rule", rule.title, **_rule_attributes(rule, catalogue, rule_cache), therapy=firing.therapy,
+            overridden=(edge_kind == "overridden") or None, overridden_by=final if edge_kind == "overridden" else None,
             earliest_date=firing.earliest_date.isoformat() if firing.earliest_date else None,
-            dose_mg=rule.then.dose_mg, missing=list(firing.missing_paths) or None, info=rule.then.info,
-            conditions=_condition_lines(firing.outcome) or None, file=rule.location(),
+            missing=list(firing.missing_paths) or None, conditions=_condition_lines(firing.outcome) or None,
             group=firing.therapy or "derived facts and advisories",
         )
         labels = _edge_labels(firing.outcome)
@@ -192,10 +191,10 @@ def build_graph(result: Result) -> ReasoningGraph:
             fact = result.facts.get(name)
             if fact is None:
                 continue
-            _add_fact(graph, fact, vocab, doc, provenance)
+            add_fact(fact)
             graph.add_edge(f"fact:{name}", node_id, "used-by", labels.get(name, ""))
         if firing.derived is not None:
-            _add_fact(graph, firing.derived, vocab, doc, provenance)
+            add_fact(firing.derived)
             graph.add_edge(node_id, f"fact:{firing.derived.name}", "derives")
         if rule.then.status and firing.therapy:
             graph.add_edge(node_id, f"decision:{firing.therapy}", edge_kind or "concluded", rule.then.status)
@@ -203,6 +202,25 @@ def build_graph(result: Result) -> ReasoningGraph:
             graph.add_node(f"advisory:{adv.id}", "advisory", adv.id, text=catalogue.advisory_text(adv.id))
             graph.add_edge(node_id, f"advisory:{adv.id}", "emits")
     return graph
+
+
+def _rule_attributes(rule: Rule, catalogue: Any, cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The attributes of a rule node that depend on the rule alone (built once per rule base, copied per graph)."""
+    attributes = cache.get(rule.key)
+    if attributes is None:
+        sources = [
+            {"key": k, "citation": catalogue.references[k].citation, "url": catalogue.references[k].url}
+            for k in rule.sources if k in catalogue.references
+        ]
+        conclusion = rule.then.status or ("derives " + rule.then.derive if rule.then.derive else
+                                          "advisory" if rule.then.advisories else "information")
+        attributes = cache[rule.key] = {
+            "rule_id": rule.id, "variant": rule.variant or None, "strength": rule.strength,
+            "verification": rule.verification, "unverified": rule.is_unverified or None, "sources": sources,
+            "citation_short": ", ".join(rule.sources), "status": rule.then.status, "conclusion": conclusion,
+            "dose_mg": rule.then.dose_mg, "info": rule.then.info, "file": rule.location(),
+        }
+    return {**attributes, "sources": [dict(source) for source in attributes["sources"]]}  # no sharing across graphs
 
 
 def _edge_labels(outcome: Outcome | None) -> dict[str, str]:
