@@ -151,6 +151,7 @@ class _Builder:
                 self.firing_for[(firing.compiled.rule.key, firing.therapy)] = firing
         self.cited: dict[str, None] = {}
         self.provenance: Mapping[str, Any] = result.extra.get("provenance") or {}
+        self._resources: dict[str, list[str]] | None = None
 
     # --- one therapy ---------------------------------------------------------------------------------------------
     def therapy(self, decision: Decision) -> TherapyExplanation:
@@ -354,12 +355,12 @@ class _Builder:
         """Add the FHIR resources the node's document fields were mapped from (when the input was a Bundle)."""
         if not self.provenance:
             return item
+        if self._resources is None:
+            self._resources = _resources_by_path(self.provenance)
         found: dict[str, None] = {}
         for path in item.source:
-            for key, where in self.provenance.items():
-                matches = key == path or key.startswith((path + "[", path + "."))
-                if matches and isinstance(where, Mapping) and where.get("resource"):
-                    found.setdefault(str(where["resource"]), None)
+            for resource in self._resources.get(path, ()):
+                found.setdefault(resource, None)
         item.resources = list(found)
         return item
 
@@ -770,3 +771,20 @@ def _shown_file(folder: str, file: str) -> str:
         return Path(file).resolve().relative_to(Path(folder).resolve().parent).as_posix()
     except ValueError:
         return Path(file).name
+
+
+def _resources_by_path(provenance: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Document path → the resources mapped to it or to a field or entry below it (``labs`` → every lab's resource).
+
+    Built once per explanation: a path's resources are those of every provenance key equal to it or starting with
+    it followed by ``.`` or ``[``, in provenance order.
+    """
+    index: dict[str, dict[str, None]] = {}
+    for key, where in provenance.items():
+        if not (isinstance(where, Mapping) and where.get("resource")):
+            continue
+        resource = str(where["resource"])
+        prefixes = [key[:i] for i, ch in enumerate(key) if ch in ".["] + [key]
+        for prefix in prefixes:
+            index.setdefault(prefix, {}).setdefault(resource, None)
+    return {path: list(resources) for path, resources in index.items()}
