@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from . import CONTRACT_VERSION, DISCLAIMER
-from .conditions import Compare, Outcome
+from .conditions import Compare
 from .graph import ReasoningGraph
 from .patient.facts import FactTable, FactValue, get_path
 from .patient.load import PatientDocument
@@ -133,17 +133,19 @@ def _rule_node_id(firing: Firing) -> str:
     return f"rule:{rule.key}" + (f"@{firing.therapy}" if firing.therapy else "")
 
 
-def _condition_lines(outcome: Outcome | None) -> list[dict[str, Any]]:
-    if outcome is None:
-        return []
-    out = []
-    for o in outcome.walk():
-        node = o.node
-        if isinstance(node, Compare):
-            out.append({"id": node.cid, "test": node.describe(), "result": o.value.value,
-                        "observed": display(o.observed) if o.value.value != "unknown" else "unknown",
-                        "fact": node.name})
-    return out
+def _condition_lines(firing: Firing) -> list[dict[str, Any]]:
+    """Each comparison of the firing's condition with its result and observed value (fresh dicts for each graph)."""
+    lines = firing.memo.get("condition_lines")
+    if lines is None:
+        lines = firing.memo["condition_lines"] = []
+        outcome = firing.outcome
+        for o in outcome.walk() if outcome is not None else ():
+            node = o.node
+            if isinstance(node, Compare):
+                lines.append({"id": node.cid, "test": node.describe(), "result": o.value.value,
+                              "observed": display(o.observed) if o.value.value != "unknown" else "unknown",
+                              "fact": node.name})
+    return [dict(line) for line in lines]
 
 
 def build_graph(result: Result) -> ReasoningGraph:
@@ -180,10 +182,10 @@ def build_graph(result: Result) -> ReasoningGraph:
             node_id, "rule", rule.title, **_rule_attributes(rule, catalogue, rule_cache), therapy=firing.therapy,
             overridden=(edge_kind == "overridden") or None, overridden_by=final if edge_kind == "overridden" else None,
             earliest_date=firing.earliest_date.isoformat() if firing.earliest_date else None,
-            missing=list(firing.missing_paths) or None, conditions=_condition_lines(firing.outcome) or None,
+            missing=list(firing.missing_paths) or None, conditions=_condition_lines(firing) or None,
             group=firing.therapy or "derived facts and advisories",
         )
-        labels = _edge_labels(firing.outcome)
+        labels = _edge_labels(firing)
         for name in firing.compiled.fact_names:
             if name.startswith("status:"):
                 graph.add_edge(f"decision:{name[len('status:'):]}", node_id, "used-by", "final status")
@@ -223,15 +225,17 @@ def _rule_attributes(rule: Rule, catalogue: Any, cache: dict[str, dict[str, Any]
     return {**attributes, "sources": [dict(source) for source in attributes["sources"]]}  # no sharing across graphs
 
 
-def _edge_labels(outcome: Outcome | None) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    if outcome is None:
-        return labels
-    for o in outcome.walk():
-        node = o.node
-        if isinstance(node, Compare) and node.subject in ("fact", "days_since"):
-            text = f"{node.op} {node.threshold_text()}: {o.value.value}"
-            labels[node.name] = (labels[node.name] + "; " + text) if node.name in labels else text
+def _edge_labels(firing: Firing) -> dict[str, str]:
+    """The label of each fact → rule edge: the comparisons made on that fact and their results."""
+    labels: dict[str, str] | None = firing.memo.get("edge_labels")
+    if labels is None:
+        labels = firing.memo["edge_labels"] = {}
+        outcome = firing.outcome
+        for o in outcome.walk() if outcome is not None else ():
+            node = o.node
+            if isinstance(node, Compare) and node.subject in ("fact", "days_since"):
+                text = f"{node.op} {node.threshold_text()}: {o.value.value}"
+                labels[node.name] = (labels[node.name] + "; " + text) if node.name in labels else text
     return labels
 
 

@@ -44,7 +44,9 @@ class Firing:
     derived: FactValue | None = None
     phase: int = 1
 
-    _outcome: Outcome | None = None
+    # Shared by the per-therapy records of one experta firing (dataclasses.replace copies the reference): they saw
+    # the same facts, so what is computed from the outcome is computed once for all of them.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def rule_id(self) -> str:
@@ -53,9 +55,11 @@ class Firing:
     @property
     def outcome(self) -> Outcome | None:
         """The condition's evaluation with the values it saw (computed on first use: only explanations need it)."""
-        if self._outcome is None and self.env is not None and self.compiled.rule.when is not None:
-            self._outcome = self.compiled.rule.when.explain(self.env)
-        return self._outcome
+        memo = self.memo
+        if "outcome" not in memo:
+            when = self.compiled.rule.when
+            memo["outcome"] = when.explain(self.env) if self.env is not None and when is not None else None
+        return memo["outcome"]  # type: ignore[no-any-return]
 
 
 @dataclass
