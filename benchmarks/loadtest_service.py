@@ -2,8 +2,9 @@
 
 1. Starts ``radiopal serve`` on a free 127.0.0.1 port (``--no-auth``, loopback only, a temporary audit DB).
 2. Runs a bounded load: ``--clients`` concurrent clients (threads with their own httpx client) posting patient-view
-   hooks with prefetch built from the example FHIR Bundles (``examples/fhir/``) for ``--seconds``; reports throughput
-   and p50/p95/p99 latency; any 5xx (or a dropped connection) fails the run (exit 1).
+   hooks with prefetch built from the example FHIR Bundles (``examples/fhir/``, answered as an EHR would by
+   :mod:`radiopal.service.sandbox`) for ``--seconds``; reports throughput and p50/p95/p99 latency; any 5xx (or a
+   dropped connection) fails the run (exit 1).
 3. Fault: starts the load again and kills the server with SIGKILL in the middle of it (after ``--kill-after`` s and
    at least 5 answers); then runs ``radiopal audit verify`` on the DB (must pass: hash chain intact) and checks that
    no committed record was lost — the log gained at least as many evaluation records as 200 answers were received
@@ -26,7 +27,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -39,9 +39,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
+
+from radiopal.service.sandbox import discover_templates, ehr_bundle, free_port, patient_resource, prefetch_for
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "fhir"
@@ -52,12 +53,6 @@ EVALUATION_DATE = "2025-06-02"
 
 
 # --- the server ------------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def radiopal_command() -> list[str]:
     """``radiopal`` of this interpreter (the venv's), run as a module so no PATH lookup is needed."""
     return [sys.executable, "-m", "radiopal"]
@@ -125,62 +120,14 @@ def serving(audit_db: Path, **kwargs: Any) -> Iterator[Server]:
 
 
 # --- requests as an EHR sends them -----------------------------------------------------------------------------------
-def ehr_bundle(path: Path) -> dict[str, Any]:
-    """An example bundle with urn:uuid references turned into Type/id ones, as an EHR's searches return them."""
-    bundle = json.loads(path.read_text(encoding="utf-8"))
-    urls = {e["fullUrl"]: f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle["entry"]}
-
-    def fix(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: (urls.get(v, v) if k == "reference" else fix(v)) for k, v in node.items()}
-        if isinstance(node, list):
-            return [fix(v) for v in node]
-        return node
-
-    return fix(bundle)
-
-
-def search(bundle: dict[str, Any], template: str) -> dict[str, Any]:
-    """The searchset Bundle an EHR answers to one prefetch template (Observations filtered by the code list)."""
-    kind, _, query = template.partition("?")
-    params = parse_qs(query)
-    codes = set(params["code"][0].split(",")) if "code" in params else None
-    entries = []
-    for entry in bundle["entry"]:
-        resource = entry["resource"]
-        if resource["resourceType"] != kind:
-            continue
-        codings = resource.get("code", {}).get("coding", [])
-        if codes is not None and not any(f"{c.get('system')}|{c.get('code')}" in codes for c in codings):
-            continue
-        entries.append({"fullUrl": f"https://ehr.example/fhir/{kind}/{resource['id']}", "resource": resource})
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
-
-
-def prefetch_for(bundle: dict[str, Any], templates: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, template in templates.items():
-        if key == "patient":
-            out[key] = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
-        else:
-            out[key] = search(bundle, template)
-    return out
-
-
-def templates_of(base: str) -> dict[str, str]:
-    services = httpx.get(f"{base}/cds-services", timeout=10).json()["services"]
-    return dict(next(s["prefetch"] for s in services if s["id"] == PATIENT_VIEW))
-
-
 def patient_view_bodies(base: str) -> list[dict[str, Any]]:
     """One patient-view request per example bundle (hookInstance filled in per call)."""
-    templates = templates_of(base)
+    templates = discover_templates(base, PATIENT_VIEW)
     bodies = []
     for path in sorted(EXAMPLES.glob("*.bundle.json")):
-        bundle = ehr_bundle(path)
-        patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+        bundle = ehr_bundle(json.loads(path.read_text(encoding="utf-8")))
         bodies.append({"hook": "patient-view", "hookInstance": "",
-                       "context": {"userId": "Practitioner/load", "patientId": patient["id"]},
+                       "context": {"userId": "Practitioner/load", "patientId": patient_resource(bundle)["id"]},
                        "prefetch": prefetch_for(bundle, templates)})
     return bodies
 

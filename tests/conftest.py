@@ -1,10 +1,19 @@
-"""Shared fixtures: the shared folder (when CI has it beside the checkout), tiny rule bases, a base patient."""
+"""Shared fixtures: the shared folder (when CI has it beside the checkout), tiny rule bases and the rules several of
+them use, a base patient, the service load test as a module, local HTTP servers for the service tests."""
 
 from __future__ import annotations
 
 import copy
+import importlib.util
+import json
+import sys
 import textwrap
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -78,6 +87,95 @@ def write_rulebase(folder: Path, *files: str) -> Path:
     for i, text in enumerate(files):
         (folder / f"r{i}.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
     return folder
+
+
+# --- rules that several tiny rule bases use, word for word --------------------------------------------------------
+# Each is one item of a rule file's ``rules:`` list, written at column 0; :func:`rule_items` indents them.
+PLATELET_FLOOR = """
+- id: ELIG-GEN-10
+  title: Platelet floor
+  version: 1
+  strength: strong
+  verification: V-sec
+  sources: [metastron_uspi]
+  therapies: [sr89]
+  when: {fact: plt_current, op: "<", value: 60, unit: "10^9/L"}
+  then: {status: contraindicated}
+"""
+
+SR89_RETREATMENT = """
+- id: SEQ-03
+  title: Sr-89 retreatment interval
+  version: 1
+  strength: strong
+  verification: V
+  sources: [metastron_uspi]
+  therapies: [sr89]
+  when: {days_since: last_sr89_date, op: "<", value: 90}
+  then: {status: deferred, earliest_date: {fact: last_sr89_date, plus_days: 90}}
+"""
+
+SM153_INDICATION = """
+- id: ELIG-SM-01
+  title: Sm-153 indication
+  summary: Multifocal painful osteoblastic metastases with uptake on bone scan.
+  version: 1
+  strength: strong
+  verification: V-sec
+  sources: [quadramet_uspi]
+  therapies: [sm153, sr89]
+  when:
+    all:
+      - {fact: bone_pattern, op: in, value: [osteoblastic, mixed]}
+      - {fact: uptake_at_painful_sites, op: "==", value: true}
+      - {fact: pain_distribution, op: "==", value: multifocal}
+  then: {status: eligible}
+"""
+
+
+def rule_items(*rules: str) -> str:
+    """Rules written at column 0 (``- id: ...``), indented as items of a rule file's ``rules:`` list."""
+    return "".join("\n".join("  " + line if line else line for line in r.strip().splitlines()) + "\n" for r in rules)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/{name}.py`` imported as the module ``name`` (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- local HTTP peers (a JWKS server, a FHIR server, a discovery endpoint) ------------------------------------------
+class JSONHandler(BaseHTTPRequestHandler):
+    """A request handler for the tests' local servers: answers JSON with :meth:`send_json`, logs nothing."""
+
+    def send_json(self, payload: Any, *, status: int = 200, content_type: str = "application/json") -> None:
+        """Answer ``payload`` (bytes as they are, anything else as JSON) with ``status``."""
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A plain HTTP server on 127.0.0.1 in a thread; yields its base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def to_plain(data: Any) -> Any:

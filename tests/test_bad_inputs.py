@@ -30,6 +30,8 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import load_benchmark
+
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "bad_inputs"
 MANIFEST = yaml.safe_load((CORPUS / "manifest.yaml").read_text(encoding="utf-8"))["cases"]
@@ -268,20 +270,11 @@ def test_lint_reports_bad_rule_files_without_a_traceback(case: dict[str, Any], c
 
 
 # --- CDS Hooks request bodies ----------------------------------------------------------------------------------------
-def load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("loadtest_service", REPO / "benchmarks" / "loadtest_service.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("loadtest_service", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def service(workdir: Path) -> Iterator[tuple[str, Path, ModuleType]]:
     if not HAS_SERVICE:
         pytest.skip("the CDS Hooks service (engine/radiopal/service) is not there yet")
-    bench = load_benchmark()
+    bench = load_benchmark("loadtest_service")
     db = workdir / "audit.db"
     server = bench.start_server(db, log=workdir / "serve.log")
     try:

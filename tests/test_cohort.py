@@ -24,6 +24,7 @@ pytest.importorskip("distributed", reason="cohort tests need the cohort extra: p
 pq = pytest.importorskip("pyarrow.parquet", reason="cohort tests need the cohort extra: pip install 'radiopal[cohort]'")
 
 import radiopal  # noqa: E402
+from conftest import SR89_RETREATMENT, rule_items  # noqa: E402
 from radiopal.cli import main  # noqa: E402
 from radiopal.cohort import CohortOptions, CohortReport, run_cohort  # noqa: E402
 from radiopal.errors import InputError, RulebaseError  # noqa: E402
@@ -84,15 +85,7 @@ rules:
     therapies: [sr89, sm153]
     when: {fact: plt_current, op: "<", value: 60, unit: "10^9/L"}
     then: {status: contraindicated}
-  - id: SEQ-03
-    title: Sr-89 retreatment interval
-    version: 1
-    strength: strong
-    verification: V
-    sources: [metastron_uspi]
-    therapies: [sr89]
-    when: {days_since: last_sr89_date, op: "<", value: 90}
-    then: {status: deferred, earliest_date: {fact: last_sr89_date, plus_days: 90}}
+""" + rule_items(SR89_RETREATMENT) + """\
   - id: BHA-01
     title: Bone-health agent candidate
     version: 1

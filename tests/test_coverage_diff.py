@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BASE_PATIENT, REPO, write_rulebase
+from conftest import BASE_PATIENT, PLATELET_FLOOR, REPO, rule_items, write_rulebase
 from radiopal.api import load_rulebase
 from radiopal.cli import main
 from radiopal.coverage import compute_coverage, render_coverage, report_coverage
@@ -22,15 +22,7 @@ RULES = """\
 area: demo
 version: "1"
 rules:
-  - id: ELIG-GEN-10
-    title: Platelet floor
-    version: 1
-    strength: strong
-    verification: V-sec
-    sources: [metastron_uspi]
-    therapies: [sr89]
-    when: {fact: plt_current, op: "<", value: 60, unit: "10^9/L"}
-    then: {status: contraindicated}
+""" + rule_items(PLATELET_FLOOR) + """\
   - id: ELIG-SR-01
     title: Sr-89 for prostate cancer with enough platelets
     version: 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import radiopal
-from conftest import write_rulebase
+from conftest import PLATELET_FLOOR, SR89_RETREATMENT, rule_items, write_rulebase
 
 HEADER = """\
 area: t{n}
@@ -14,12 +14,8 @@ rules:
 """
 
 
-def rule(body: str) -> str:
-    return "\n".join("  " + line if line else line for line in body.strip().splitlines()) + "\n"
-
-
 def make(tmp_path, *rules_text: str) -> radiopal.RuleBase:
-    text = HEADER.format(n=0) + "".join(rule(r) for r in rules_text)
+    text = HEADER.format(n=0) + rule_items(*rules_text)
     return radiopal.load_rulebase(write_rulebase(tmp_path / "rules", text))
 
 
@@ -33,30 +29,6 @@ INDICATION = """
   therapies: [sr89]
   when: {fact: pain_distribution, op: "==", value: multifocal}
   then: {status: eligible}
-"""
-
-FLOOR = """
-- id: ELIG-GEN-10
-  title: Platelet floor
-  version: 1
-  strength: strong
-  verification: V-sec
-  sources: [metastron_uspi]
-  therapies: [sr89]
-  when: {fact: plt_current, op: "<", value: 60, unit: "10^9/L"}
-  then: {status: contraindicated}
-"""
-
-RETREAT = """
-- id: SEQ-03
-  title: Sr-89 retreatment interval
-  version: 1
-  strength: strong
-  verification: V
-  sources: [metastron_uspi]
-  therapies: [sr89]
-  when: {days_since: last_sr89_date, op: "<", value: 90}
-  then: {status: deferred, earliest_date: {fact: last_sr89_date, plus_days: 90}}
 """
 
 WASHOUT = """
@@ -99,7 +71,7 @@ def test_every_therapy_of_the_contract_gets_exactly_one_decision_in_order(tmp_pa
 
 def test_a_safety_block_beats_an_indication(tmp_path, patient):
     patient["labs"]["platelets"] = {"value": 59, "unit": "10^9/L"}
-    result = make(tmp_path, INDICATION, FLOOR).evaluate(patient)
+    result = make(tmp_path, INDICATION, PLATELET_FLOOR).evaluate(patient)
     decision = result.decision("sr89")
     assert decision.status == "contraindicated"
     assert "ELIG-GEN-10" in decision.reasons
@@ -108,14 +80,14 @@ def test_a_safety_block_beats_an_indication(tmp_path, patient):
 
 def test_a_threshold_written_in_another_unit_is_converted_and_the_limit_itself_does_not_block(tmp_path, patient):
     patient["labs"]["platelets"] = {"value": 60000, "unit": "/uL"}
-    result = make(tmp_path, INDICATION, FLOOR).evaluate(patient)
+    result = make(tmp_path, INDICATION, PLATELET_FLOOR).evaluate(patient)
     assert result.decision("sr89").status == "eligible"
 
 
 def test_an_unknown_value_never_fires_a_block_nor_an_indication(tmp_path, patient):
     del patient["labs"]["platelets"]
     patient["pain"]["distribution"] = None
-    result = make(tmp_path, INDICATION, FLOOR).evaluate(patient)
+    result = make(tmp_path, INDICATION, PLATELET_FLOOR).evaluate(patient)
     assert result.decision("sr89").status == "not_indicated"
     assert result.firings == []
 
@@ -123,7 +95,7 @@ def test_an_unknown_value_never_fires_a_block_nor_an_indication(tmp_path, patien
 def test_stale_labs_count_as_absent_for_current_counts(tmp_path, patient):
     patient["labs"]["date"] = "2025-05-20"  # 13 days before the evaluation date
     patient["labs"]["platelets"] = {"value": 20, "unit": "10^9/L"}
-    result = make(tmp_path, INDICATION, FLOOR).evaluate(patient)
+    result = make(tmp_path, INDICATION, PLATELET_FLOOR).evaluate(patient)
     assert result.decision("sr89").status == "eligible"
     fact = result.facts["plt_current"]
     assert not fact.known and fact.missing == ("labs.date",)
@@ -131,7 +103,7 @@ def test_stale_labs_count_as_absent_for_current_counts(tmp_path, patient):
 
 def test_a_deferral_carries_its_earliest_date(tmp_path, patient):
     patient["treatment_history"]["radionuclides"] = [{"agent": "sr89", "date": "2025-04-01"}]
-    result = make(tmp_path, INDICATION, RETREAT).evaluate(patient)
+    result = make(tmp_path, INDICATION, SR89_RETREATMENT).evaluate(patient)
     decision = result.decision("sr89")
     assert decision.status == "deferred"
     assert decision.earliest_date == dt.date(2025, 6, 30)
@@ -139,7 +111,7 @@ def test_a_deferral_carries_its_earliest_date(tmp_path, patient):
 
 def test_the_interval_is_over_on_exactly_its_last_day(tmp_path, patient):
     patient["treatment_history"]["radionuclides"] = [{"agent": "sr89", "date": "2025-03-04"}]  # 90 days
-    result = make(tmp_path, INDICATION, RETREAT).evaluate(patient)
+    result = make(tmp_path, INDICATION, SR89_RETREATMENT).evaluate(patient)
     assert result.decision("sr89").status == "eligible"
 
 
@@ -150,7 +122,7 @@ def test_the_latest_of_several_deferral_dates_wins(tmp_path, patient):
         {"agent": "carboplatin", "class": "platinum", "myelosuppressive": True, "last_dose_date": "2025-05-20",
          "ongoing": False},
     ]
-    decision = make(tmp_path, INDICATION, RETREAT, WASHOUT).evaluate(patient).decision("sr89")
+    decision = make(tmp_path, INDICATION, SR89_RETREATMENT, WASHOUT).evaluate(patient).decision("sr89")
     assert decision.status == "deferred"
     assert decision.earliest_date == dt.date(2025, 6, 30)  # retreatment (04-01 + 90) beats washout (05-30 + 28)
     assert decision.reasons == ("ELIG-SR-01", "SEQ-01", "SEQ-03")
@@ -172,7 +144,7 @@ def test_with_an_undated_deferral_the_latest_dated_one_still_gives_the_earliest_
     patient["treatment_history"]["chemotherapy"] = [
         {"agent": "docetaxel", "class": "taxane", "myelosuppressive": True, "last_dose_date": "2025-05-30", "ongoing": True},
     ]
-    decision = make(tmp_path, INDICATION, RETREAT, WASHOUT).evaluate(patient).decision("sr89")
+    decision = make(tmp_path, INDICATION, SR89_RETREATMENT, WASHOUT).evaluate(patient).decision("sr89")
     assert decision.status == "deferred"
     assert decision.earliest_date == dt.date(2025, 6, 30)
     assert decision.date_unknown
@@ -222,7 +194,7 @@ def test_a_rule_reading_another_therapys_final_status_runs_after_it_is_resolved(
   when: {status_of: sr89, op: in, value: [recommended, eligible]}
   then: {status: eligible}
 """
-    rb = make(tmp_path, INDICATION, FLOOR, follow)
+    rb = make(tmp_path, INDICATION, PLATELET_FLOOR, follow)
     assert rb.evaluate(patient).decision("ebrt_multifraction").status == "eligible"
     patient["labs"]["platelets"] = {"value": 10, "unit": "10^9/L"}
     assert rb.evaluate(patient).decision("ebrt_multifraction").status == "not_indicated"
@@ -247,7 +219,7 @@ def test_requirement_rules_report_the_missing_paths(tmp_path, patient):
 
 
 def test_the_same_input_gives_the_same_bytes(tmp_path, patient):
-    rb = make(tmp_path, INDICATION, FLOOR, RETREAT, WASHOUT)
+    rb = make(tmp_path, INDICATION, PLATELET_FLOOR, SR89_RETREATMENT, WASHOUT)
     first = rb.evaluate(patient).to_json()
     second = radiopal.load_rulebase(rb.folder).evaluate(dict(reversed(list(patient.items())))).to_json()
     assert first == second

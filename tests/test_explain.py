@@ -18,7 +18,7 @@ import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
 import radiopal
-from conftest import BASE_PATIENT, vignette_document, write_rulebase
+from conftest import BASE_PATIENT, SM153_INDICATION, rule_items, vignette_document, write_rulebase
 from radiopal.cli import main
 from radiopal.cli.explain import use_colour
 from radiopal.explain import (
@@ -55,20 +55,7 @@ rules:
     therapies: [sr89, sm153]
     requires: [bone_pattern, plt_current, wbc_or_anc_current]
     then: {status: insufficient_data}
-  - id: ELIG-SM-01
-    title: Sm-153 indication
-    summary: Multifocal painful osteoblastic metastases with uptake on bone scan.
-    version: 1
-    strength: strong
-    verification: V-sec
-    sources: [quadramet_uspi]
-    therapies: [sm153, sr89]
-    when:
-      all:
-        - {fact: bone_pattern, op: in, value: [osteoblastic, mixed]}
-        - {fact: uptake_at_painful_sites, op: "==", value: true}
-        - {fact: pain_distribution, op: "==", value: multifocal}
-    then: {status: eligible}
+""" + rule_items(SM153_INDICATION) + """\
   - id: ELIG-SR-01
     title: Sr-89 preferred with good counts
     summary: Sr-89 is preferred when platelets are at least 100 ×10⁹/L.

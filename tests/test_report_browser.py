@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import radiopal
-from conftest import BASE_PATIENT, write_rulebase
+from conftest import BASE_PATIENT, SM153_INDICATION, rule_items, write_rulebase
 from radiopal.explain import explain, render_html
 
 CHROMIUM = shutil.which("chromium")
@@ -35,20 +35,7 @@ area: test-browser
 title: Tiny rule base for the browser test
 version: "0.0.1"
 rules:
-  - id: ELIG-SM-01
-    title: Sm-153 indication
-    summary: Multifocal painful osteoblastic metastases with uptake on bone scan.
-    version: 1
-    strength: strong
-    verification: V-sec
-    sources: [quadramet_uspi]
-    therapies: [sm153, sr89]
-    when:
-      all:
-        - {fact: bone_pattern, op: in, value: [osteoblastic, mixed]}
-        - {fact: uptake_at_painful_sites, op: "==", value: true}
-        - {fact: pain_distribution, op: "==", value: multifocal}
-    then: {status: eligible}
+""" + rule_items(SM153_INDICATION) + """\
   - id: SEQ-01
     title: Myelosuppressive chemotherapy washout
     summary: Wait 28 days after the last myelosuppressive chemotherapy before a radionuclide.

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import copy
 import json
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import jwt
@@ -28,11 +26,12 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from conftest import REPO, write_rulebase
+from conftest import REPO, JSONHandler, http_server, write_rulebase
 from radiopal.audit import AuditLog
 from radiopal.cli import main
 from radiopal.service import Settings, create_app
 from radiopal.service.cards import SUMMARY_LIMIT, indicator_for
+from radiopal.service.sandbox import discover_templates, ehr_bundle, free_port, patient_resource, prefetch_for, search
 
 EXAMPLES = REPO / "examples" / "fhir"
 ISSUER = "https://ehr.example"
@@ -111,12 +110,6 @@ rules:
 
 
 # --- local servers ---------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def running(settings: Settings) -> Iterator[tuple[str, Any]]:
     """Run the service on uvicorn in a background thread; yields its base URL and the app."""
@@ -136,19 +129,6 @@ def running(settings: Settings) -> Iterator[tuple[str, Any]]:
         server.should_exit = True
         thread.join(timeout=10)
         app.state.radiopal.audit.dispose()
-
-
-@contextmanager
-def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """A plain HTTP server on 127.0.0.1 in a thread; yields its base URL."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def service_settings(tmp: Path, rules: Path, day: str, **extra: Any) -> Settings:
@@ -177,51 +157,13 @@ def june(tmp_path_factory: pytest.TempPathFactory, rules: Path) -> Iterator[tupl
 
 
 # --- FHIR data as an EHR would send it -------------------------------------------------------------------------
-def ehr_bundle(name: str) -> dict[str, Any]:
-    """An example bundle with its urn:uuid references turned into Type/id ones, as an EHR's searches return them."""
-    bundle = json.loads((EXAMPLES / f"{name}.bundle.json").read_text(encoding="utf-8"))
-    urls = {e["fullUrl"]: f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle["entry"]}
-
-    def fix(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: (urls.get(v, v) if k == "reference" else fix(v)) for k, v in node.items()}
-        if isinstance(node, list):
-            return [fix(v) for v in node]
-        return node
-
-    return fix(bundle)
-
-
-def search(bundle: dict[str, Any], template: str) -> dict[str, Any]:
-    """What an EHR answers to a prefetch search template (the code list filters Observations)."""
-    kind, _, query = template.partition("?")
-    params = parse_qs(query)
-    codes = set(params["code"][0].split(",")) if "code" in params else None
-    entries = []
-    for e in bundle["entry"]:
-        res = e["resource"]
-        if res["resourceType"] != kind:
-            continue
-        if codes is not None and not any(f"{c.get('system')}|{c.get('code')}" in codes
-                                         for c in res.get("code", {}).get("coding", [])):
-            continue
-        entries.append({"fullUrl": f"https://ehr.example/fhir/{kind}/{res['id']}", "resource": res})
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
-
-
-def prefetch_for(bundle: dict[str, Any], templates: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, template in templates.items():
-        if key == "patient":
-            out[key] = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
-        else:
-            out[key] = search(bundle, template)
-    return out
+def example_bundle(name: str) -> dict[str, Any]:
+    """``examples/fhir/{name}.bundle.json`` as an EHR's searches return it (Type/id references)."""
+    return ehr_bundle(json.loads((EXAMPLES / f"{name}.bundle.json").read_text(encoding="utf-8")))
 
 
 def templates_of(base: str, headers: dict[str, str] | None = None) -> dict[str, str]:
-    services = httpx.get(f"{base}/cds-services", headers=headers).json()["services"]
-    return next(s["prefetch"] for s in services if s["id"] == PATIENT_VIEW)
+    return discover_templates(base, PATIENT_VIEW, headers=headers)
 
 
 def hook_body(hook: str, patient: str, prefetch: dict[str, Any] | None, **context: Any) -> dict[str, Any]:
@@ -247,7 +189,7 @@ def med_request(rid: str, patient: str, *, atc: str | None = None, text: str | N
 
 
 def patient_view(base: str, name: str, headers: dict[str, str] | None = None) -> httpx.Response:
-    bundle = ehr_bundle(name)
+    bundle = example_bundle(name)
     return httpx.post(f"{base}/cds-services/{PATIENT_VIEW}", headers=headers,
                       json=hook_body("patient-view", name, prefetch_for(bundle, templates_of(base, headers))))
 
@@ -334,7 +276,7 @@ def test_patient_view_without_a_deferral_or_contraindication_is_info(june: tuple
 def test_platelet_units_give_the_same_card_end_to_end(march: tuple[str, Any], value: float, code: str,
                                                       indicator: str) -> None:
     base, _app = march
-    bundle = ehr_bundle("V05")
+    bundle = example_bundle("V05")
     for entry in bundle["entry"]:
         res = entry["resource"]
         if res["resourceType"] == "Observation" and res["id"] == "plt":
@@ -349,7 +291,7 @@ def test_platelet_units_give_the_same_card_end_to_end(march: tuple[str, Any], va
 # --- order-select / order-sign -----------------------------------------------------------------------------------
 def test_order_sign_of_a_deferred_therapy_gets_a_warning_card_with_the_date(march: tuple[str, Any]) -> None:
     base, _app = march
-    bundle = ehr_bundle("V05")
+    bundle = example_bundle("V05")
     orders = draft(med_request("d1", "V05", atc="V10BX02", text="Quadramet 37 MBq/kg"))
     body = hook_body("order-sign", "V05", prefetch_for(bundle, templates_of(base)), draftOrders=orders)
     response = httpx.post(f"{base}/cds-services/{ORDER_CHECK}", json=body)
@@ -369,7 +311,7 @@ def test_order_sign_of_a_deferred_therapy_gets_a_warning_card_with_the_date(marc
 def test_order_sign_of_a_contraindicated_therapy_gets_a_critical_card(june: tuple[str, Any]) -> None:
     base, _app = june
     orders = draft(med_request("x1", "V08", text="Xofigo (radium-223 dichloride) 55 kBq/kg"))
-    body = hook_body("order-sign", "V08", prefetch_for(ehr_bundle("V08"), templates_of(base)), draftOrders=orders)
+    body = hook_body("order-sign", "V08", prefetch_for(example_bundle("V08"), templates_of(base)), draftOrders=orders)
     [card] = httpx.post(f"{base}/cds-services/{ORDER_CHECK}", json=body).json()["cards"]
     assert card["indicator"] == "critical"
     assert card["summary"] == "Ra-223 order: contraindicated — Spinal cord compression needs local treatment first"
@@ -383,7 +325,7 @@ def test_orders_that_are_fine_or_not_radiopal_therapies_get_no_card(march: tuple
                    med_request("b", "V05", atc="L01CD02"),  # docetaxel: not a therapy radiopal decides on
                    {"resourceType": "ServiceRequest", "id": "c", "status": "draft", "intent": "order",
                     "subject": {"reference": "Patient/V05"}, "code": {"text": "CT chest"}})
-    body = hook_body("order-sign", "V05", prefetch_for(ehr_bundle("V05"), templates_of(base)), draftOrders=orders)
+    body = hook_body("order-sign", "V05", prefetch_for(example_bundle("V05"), templates_of(base)), draftOrders=orders)
     response = httpx.post(f"{base}/cds-services/{ORDER_CHECK}", json=body)
     assert response.status_code == 200 and response.json() == {"cards": []}
 
@@ -400,7 +342,7 @@ def test_an_order_radiopal_does_not_decide_on_needs_no_prefetch(march: tuple[str
 def test_order_select_checks_the_selected_orders_only(march: tuple[str, Any]) -> None:
     base, _app = march
     orders = draft(med_request("sm", "V05", atc="V10BX02"), med_request("sr", "V05", text="Metastron"))
-    pre = prefetch_for(ehr_bundle("V05"), templates_of(base))
+    pre = prefetch_for(example_bundle("V05"), templates_of(base))
     body = hook_body("order-select", "V05", pre, draftOrders=orders, selections=["MedicationRequest/sr"])
     for service in ("radiopal-order-select", ORDER_CHECK):
         [card] = httpx.post(f"{base}/cds-services/{service}", json=body).json()["cards"]
@@ -410,7 +352,7 @@ def test_order_select_checks_the_selected_orders_only(march: tuple[str, Any]) ->
 # --- prefetch: 412 and fetching from fhirServer --------------------------------------------------------------------
 def test_missing_prefetch_without_a_fhir_server_is_412(march: tuple[str, Any]) -> None:
     base, _app = march
-    pre = prefetch_for(ehr_bundle("V05"), templates_of(base))
+    pre = prefetch_for(example_bundle("V05"), templates_of(base))
     del pre["observations"]
     response = httpx.post(f"{base}/cds-services/{PATIENT_VIEW}", json=hook_body("patient-view", "V05", pre))
     assert response.status_code == 412
@@ -421,17 +363,16 @@ def test_missing_prefetch_without_a_fhir_server_is_412(march: tuple[str, Any]) -
 
 def test_missing_prefetch_is_fetched_from_the_fhir_server(march: tuple[str, Any]) -> None:
     base, _app = march
-    bundle = ehr_bundle("V05")
+    bundle = example_bundle("V05")
     seen: list[tuple[str, str | None]] = []
 
-    class FakeFHIR(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
+    class FakeFHIR(JSONHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
             seen.append((self.path, self.headers.get("Authorization")))
             parts = urlsplit(self.path)
             path = parts.path.removeprefix("/fhir/")
             if path == "Patient/V05":
-                payload: dict[str, Any] = next(e["resource"] for e in bundle["entry"]
-                                               if e["resource"]["resourceType"] == "Patient")
+                payload: dict[str, Any] = patient_resource(bundle)
             else:
                 payload = search(bundle, f"{path}?{parts.query}")
                 if path == "Observation" and "page=2" not in parts.query:  # two pages: follow `next`
@@ -439,15 +380,7 @@ def test_missing_prefetch_is_fetched_from_the_fhir_server(march: tuple[str, Any]
                     payload["link"] = [{"relation": "next", "url": f"{server}/fhir/{path}?{parts.query}&page=2"}]
                 elif path == "Observation":
                     payload["entry"] = payload["entry"][3:]
-            data = json.dumps(payload).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/fhir+json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            pass
+            self.send_json(payload, content_type="application/fhir+json")
 
     with http_server(FakeFHIR) as server:
         pre = prefetch_for(bundle, templates_of(base))
@@ -496,7 +429,7 @@ def test_an_unknown_service_is_404(march: tuple[str, Any]) -> None:
 
 def test_invalid_r4_in_the_prefetch_is_400_naming_the_element(march: tuple[str, Any]) -> None:
     base, _app = march
-    pre = prefetch_for(ehr_bundle("V05"), templates_of(base))
+    pre = prefetch_for(example_bundle("V05"), templates_of(base))
     obs = pre["observations"]["entry"]
     index = next(i for i, e in enumerate(obs) if e["resource"]["id"] == "plt")
     obs[index]["resource"]["valueQuantity"]["value"] = "one hundred"
@@ -526,7 +459,7 @@ def test_an_invalid_request_is_400_naming_the_field(march: tuple[str, Any], chan
 def test_invalid_draft_orders_are_400_naming_the_element(march: tuple[str, Any]) -> None:
     base, _app = march
     orders = draft({**med_request("d", "V05", atc="V10BX02"), "authoredOn": "last tuesday"})
-    body = hook_body("order-sign", "V05", prefetch_for(ehr_bundle("V05"), templates_of(base)), draftOrders=orders)
+    body = hook_body("order-sign", "V05", prefetch_for(example_bundle("V05"), templates_of(base)), draftOrders=orders)
     response = httpx.post(f"{base}/cds-services/{ORDER_CHECK}", json=body)
     assert response.status_code == 400 and "context.draftOrders.entry[0].resource.authoredOn" in response.json()["message"]
 
@@ -605,16 +538,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory, rules: Path, keys: dict[st
     jwks = json.dumps({"keys": [{**rsa_jwk, "kid": "rsa-1", "use": "sig", "alg": "RS384"},
                                 {**ec_jwk, "kid": "ec-1", "use": "sig", "alg": "ES384"}]}).encode()
 
-    class JWKS(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(jwks)))
-            self.end_headers()
-            self.wfile.write(jwks)
-
-        def log_message(self, *args: Any) -> None:
-            pass
+    class JWKS(JSONHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+            self.send_json(jwks)
 
     with http_server(JWKS) as jwks_base:
         settings = service_settings(tmp_path_factory.mktemp("secured"), rules, "2025-03-17",
@@ -638,7 +564,7 @@ def test_a_valid_rs384_or_es384_jwt_is_accepted(secured: str, keys: dict[str, An
     assert httpx.get(url, headers=bearer(keys["rsa"], "RS384", url)).status_code == 200
     assert httpx.get(url, headers=bearer(keys["ec"], "ES384", url, kid="ec-1")).status_code == 200
     service_url = f"{secured}/cds-services/{PATIENT_VIEW}"
-    bundle = ehr_bundle("V05")
+    bundle = example_bundle("V05")
     templates = templates_of(secured, bearer(keys["rsa"], "RS384", url))
     body = hook_body("patient-view", "V05", prefetch_for(bundle, templates))
     response = httpx.post(service_url, json=body, headers=bearer(keys["ec"], "ES384", service_url, kid="ec-1",
@@ -722,7 +648,7 @@ def test_cards_agree_with_the_engine_on_the_shipped_rule_base(tmp_path: Path) ->
 
     rulebase = default_rulebase()
     for name in ("V05", "V08"):
-        bundle = ehr_bundle(name)
+        bundle = example_bundle(name)
         day = bundle["timestamp"][:10]
         expected = evaluate_fhir(copy.deepcopy(bundle), rulebase)
         shown = [d for d in expected.decisions

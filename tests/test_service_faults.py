@@ -8,16 +8,13 @@ the kill is in the log, then restarts the server on the same DB and checks that 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import signal
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, load_benchmark
 
 pytestmark = [
     pytest.mark.skipif(not (REPO / "engine" / "radiopal" / "service").is_dir(),
@@ -26,17 +23,8 @@ pytestmark = [
 ]
 
 
-def benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("loadtest_service", REPO / "benchmarks" / "loadtest_service.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("loadtest_service", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_short_load_then_sigkill_keeps_the_audit_log(tmp_path: Path) -> None:
-    result = benchmark().run(clients=5, seconds=5, kill_after=2.5, workdir=tmp_path)
+    result = load_benchmark("loadtest_service").run(clients=5, seconds=5, kill_after=2.5, workdir=tmp_path)
     report = json.dumps(result, indent=2)
     load, fault = result["load"], result["fault"]
     assert load["five_xx"] == 0 and load["connection_errors"] == 0, report
