@@ -133,8 +133,8 @@ def running(settings: Settings) -> Iterator[tuple[str, Any]]:
 
 def service_settings(tmp: Path, rules: Path, day: str, **extra: Any) -> Settings:
     port = free_port()
-    return Settings(host="127.0.0.1", port=port, rules=str(rules), audit_db=str(tmp / f"audit-{port}.db"),
-                    evaluation_date=day, **extra)
+    extra.setdefault("audit_db", str(tmp / f"audit-{port}.db"))
+    return Settings(host="127.0.0.1", port=port, rules=str(rules), evaluation_date=day, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -532,7 +532,8 @@ def keys() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory, rules: Path, keys: dict[str, Any]) -> Iterator[str]:
+def jwks_url(keys: dict[str, Any]) -> Iterator[str]:
+    """A JWKS endpoint on 127.0.0.1 publishing the public RS384 (kid rsa-1) and ES384 (kid ec-1) keys."""
     rsa_jwk = json.loads(RSAAlgorithm.to_jwk(keys["rsa"].public_key()))
     ec_jwk = json.loads(ECAlgorithm.to_jwk(keys["ec"].public_key()))
     jwks = json.dumps({"keys": [{**rsa_jwk, "kid": "rsa-1", "use": "sig", "alg": "RS384"},
@@ -543,10 +544,15 @@ def secured(tmp_path_factory: pytest.TempPathFactory, rules: Path, keys: dict[st
             self.send_json(jwks)
 
     with http_server(JWKS) as jwks_base:
-        settings = service_settings(tmp_path_factory.mktemp("secured"), rules, "2025-03-17",
-                                    jwks=f"{jwks_base}/jwks.json", issuers=(ISSUER, "https://other-ehr.example"))
-        with running(settings) as (base, _app):
-            yield base
+        yield f"{jwks_base}/jwks.json"
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory, rules: Path, jwks_url: str) -> Iterator[str]:
+    settings = service_settings(tmp_path_factory.mktemp("secured"), rules, "2025-03-17",
+                                jwks=jwks_url, issuers=(ISSUER, "https://other-ehr.example"))
+    with running(settings) as (base, _app):
+        yield base
 
 
 def bearer(key: Any, alg: str, aud: str, *, kid: str | None = "rsa-1", iss: str = ISSUER, exp: float = 300,
@@ -605,6 +611,36 @@ def test_a_replayed_jwt_is_401(secured: str, keys: dict[str, Any]) -> None:
     assert httpx.get(url, headers=headers).status_code == 200
     replay = httpx.get(url, headers=headers)
     assert replay.status_code == 401 and "replay" in replay.json()["message"]
+
+
+def test_a_jwt_replayed_to_another_service_process_sharing_the_audit_log_is_401(
+        tmp_path: Path, rules: Path, jwks_url: str, keys: dict[str, Any]) -> None:
+    # Two services behind one public URL (as behind a load balancer), one audit database: what one accepted, the
+    # other must refuse. Each has its own in-memory replay cache, so only the shared log can catch this.
+    public = "https://radiopal.example"
+    shared = str(tmp_path / "shared-audit.db")
+    first = service_settings(tmp_path, rules, "2025-03-17", jwks=jwks_url, issuers=(ISSUER,), base_url=public,
+                             audit_db=shared)
+    second = service_settings(tmp_path, rules, "2025-03-17", jwks=jwks_url, issuers=(ISSUER,), base_url=public,
+                              audit_db=shared)
+    headers = bearer(keys["rsa"], "RS384", f"{public}/cds-services")
+    with running(first), running(second):
+        assert httpx.get(f"http://127.0.0.1:{first.port}/cds-services", headers=headers).status_code == 200
+        replay = httpx.get(f"http://127.0.0.1:{second.port}/cds-services", headers=headers)
+        fresh = httpx.get(f"http://127.0.0.1:{second.port}/cds-services",
+                          headers=bearer(keys["rsa"], "RS384", f"{public}/cds-services"))
+    assert replay.status_code == 401 and "replay" in replay.json()["message"]
+    assert fresh.status_code == 200
+
+
+def test_an_expired_jwt_id_may_be_used_again_and_is_then_remembered_anew(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.db")
+    now = time.time()
+    assert log.claim_token_id(ISSUER, "abc", now - 1)  # first use, already expired
+    assert log.claim_token_id(ISSUER, "abc", now + 300)  # expired entries do not block
+    assert not log.claim_token_id(ISSUER, "abc", now + 300)  # now remembered
+    assert log.claim_token_id("https://other-ehr.example", "abc", now + 300)  # per issuer
+    log.dispose()
 
 
 def test_the_service_answers_nothing_but_401_without_a_jwt(secured: str) -> None:

@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -226,7 +227,7 @@ class AuditLog:
     def _create(self) -> None:
         from sqlalchemy import insert, select
 
-        records, head, _cards = self._tables
+        records, head, _cards, _tokens = self._tables
         with self._write() as conn:
             records.metadata.create_all(conn)
             if self.is_sqlite:
@@ -247,6 +248,32 @@ class AuditLog:
                 yield conn
 
     # --- writing ----------------------------------------------------------------------------------------------
+    def claim_token_id(self, issuer: str, jti: str, until: float) -> bool:
+        """Remember the JWT id ``(issuer, jti)`` until ``until`` (epoch seconds).
+
+        Returns False when it is already remembered and not yet expired: a replay, also when the first use was in
+        another process writing to this log. The check and the write are one write transaction.
+        """
+        from sqlalchemy import delete, insert, select, update
+        from sqlalchemy.exc import IntegrityError
+
+        tokens = self._tables[3]
+        now = time.time()
+        key = (tokens.c.issuer == issuer) & (tokens.c.jti == jti)
+        try:
+            with self._write() as conn:
+                row = conn.execute(select(tokens.c.until).where(key)).first()
+                if row is not None and row[0] > now:
+                    return False
+                if row is None:
+                    conn.execute(insert(tokens).values(issuer=issuer, jti=jti, until=until))
+                else:
+                    conn.execute(update(tokens).where(key).values(until=until))
+                conn.execute(delete(tokens).where(tokens.c.until < now))
+        except IntegrityError:  # another process inserted the same id between our read and write
+            return False
+        return True
+
     def record(self, result: Result, *, caller: str, context: Mapping[str, Any] | None = None,
                record_id: str | None = None, cards: Mapping[str, str] | None = None) -> AuditEntry:
         """Append one evaluation: input hash, rule base, decisions and graph of ``result``.
@@ -282,7 +309,7 @@ class AuditLog:
                 cards: Mapping[str, str] | None = None) -> AuditEntry:
         from sqlalchemy import insert, select, update
 
-        records, head, card_index = self._tables
+        records, head, card_index, _tokens = self._tables
         rid = record_id or str(uuid.uuid4())
         with self._write() as conn:
             query = select(head.c.seq, head.c.row_hash).where(head.c.id == 1)
@@ -399,8 +426,8 @@ def _record(row: Mapping[str, Any]) -> AuditRecord:
     )
 
 
-def _tables() -> tuple[Any, Any, Any]:
-    from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text
+def _tables() -> tuple[Any, Any, Any, Any]:
+    from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
 
     metadata = MetaData()
     records = Table(
@@ -435,4 +462,12 @@ def _tables() -> tuple[Any, Any, Any]:
         Column("record_id", String(36), nullable=False),
         Column("service_id", Text, nullable=False),
     )
-    return records, head, cards
+    # JWT ids (jti) already used, until their token expires: replay protection shared by every service process that
+    # writes to this log. Not audit data (no chain); expired rows are dropped.
+    tokens = Table(
+        "audit_jwt_ids", metadata,
+        Column("issuer", Text, primary_key=True),
+        Column("jti", Text, primary_key=True),
+        Column("until", Float, nullable=False),
+    )
+    return records, head, cards, tokens

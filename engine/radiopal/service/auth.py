@@ -55,7 +55,9 @@ def _unauthorized(message: str) -> ServiceError:
 class Authenticator:
     """Verifies client JWTs against a JWKS (URL or file) and an issuer allow-list; thread-safe."""
 
-    def __init__(self, jwks: str, issuers: Iterable[str], *, leeway: int = LEEWAY_SECONDS) -> None:
+    def __init__(self, jwks: str, issuers: Iterable[str], *, leeway: int = LEEWAY_SECONDS,
+                 replay_store: Any = None) -> None:
+        """``replay_store`` (the audit log) remembers used JWT ids across processes; without it, within this one."""
         import jwt
 
         self.issuers = tuple(issuers)
@@ -76,6 +78,7 @@ class Authenticator:
             self._keys = {k.key_id: k for k in keyset.keys if k.key_id}
         self._seen: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
+        self.replay_store = replay_store
 
     def _key(self, kid: str) -> Any:
         import jwt
@@ -148,3 +151,5 @@ class Authenticator:
             if until is not None and until > now:
                 raise _unauthorized("the JWT jti was already used (replay)")
             self._seen[(iss, jti)] = exp + self.leeway
+        if self.replay_store is not None and not self.replay_store.claim_token_id(iss, jti, exp + self.leeway):
+            raise _unauthorized("the JWT jti was already used (replay)")

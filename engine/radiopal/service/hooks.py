@@ -88,7 +88,8 @@ class CDSHooksService:
         self.templates = prefetch_templates(self.requirements)
         self.audit = AuditLog(settings.audit_db or default_audit_db())
         try:
-            self.authenticator = None if settings.no_auth else Authenticator(str(settings.jwks), settings.issuers)
+            self.authenticator = None if settings.no_auth else Authenticator(
+                str(settings.jwks), settings.issuers, replay_store=self.audit)
         except ValueError as exc:
             raise RadiopalError(f"cannot start the service: {exc}", [Problem(str(exc), hint="check --jwks")]) from exc
         self._results: OrderedDict[str, Any] = OrderedDict()
