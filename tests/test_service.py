@@ -445,6 +445,10 @@ def test_invalid_r4_in_the_prefetch_is_400_naming_the_element(march: tuple[str, 
     ({"hookInstance": None}, "hookInstance: required"),
     ({"context": {"userId": "Practitioner/p1"}}, "context.patientId: required"),
     ({"prefetch": []}, "prefetch: must be an object"),
+    ({"context": {"patientId": "V05"}}, "context.userId: required"),  # CDS Hooks: userId is REQUIRED
+    ({"context": {"patientId": "V05", "userId": {"id": "p1"}}}, "context.userId: required (a string"),
+    ({"context": {"patientId": "V05", "userId": "Practitioner/" + "x" * 300}}, "at most 256 characters"),
+    ({"context": {"patientId": "V05", "userId": "Practitioner/p1", "encounterId": 7}}, "context.encounterId: must be"),
 ])
 def test_an_invalid_request_is_400_naming_the_field(march: tuple[str, Any], change: dict[str, Any],
                                                     message: str) -> None:

@@ -291,6 +291,10 @@ def _therapies(maps_to: str, therapy_ids: set[str]) -> tuple[str, ...]:
     return ()
 
 
+#: The longest userId / encounterId accepted: they go into the audit record as sent.
+MAX_REFERENCE = 256
+
+
 def _validate_request(spec: ServiceSpec, body: Any) -> dict[str, Any]:
     """The checks CDS Hooks 2.0 asks of a call; a 400 naming the field otherwise."""
     def bad(message: str) -> ServiceError:
@@ -311,6 +315,12 @@ def _validate_request(spec: ServiceSpec, body: Any) -> dict[str, Any]:
         raise bad("context: required (an object)")
     if not isinstance(context.get("patientId"), str) or not context["patientId"]:
         raise bad("context.patientId: required (a string)")
+    user = context.get("userId")
+    if not isinstance(user, str) or not user or len(user) > MAX_REFERENCE:
+        raise bad(f"context.userId: required (a string such as Practitioner/123, at most {MAX_REFERENCE} characters)")
+    encounter = context.get("encounterId")
+    if encounter is not None and (not isinstance(encounter, str) or not encounter or len(encounter) > MAX_REFERENCE):
+        raise bad(f"context.encounterId: must be a string id of at most {MAX_REFERENCE} characters")
     if hook in ("order-select", "order-sign"):
         orders = context.get("draftOrders")
         if not isinstance(orders, dict) or orders.get("resourceType") != "Bundle":
