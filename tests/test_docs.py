@@ -115,3 +115,15 @@ def test_the_docs_site_builds_in_strict_mode(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "site" / "reference" / "facts" / "index.html").is_file()
     assert "dose-gap" in (tmp_path / "site" / "lint" / "index.html").read_text(encoding="utf-8")
+
+
+def test_the_readme_worked_example_shows_the_real_output(capsys: pytest.CaptureFixture[str]) -> None:
+    from radiopal.cli import main
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    command = "$ radiopal recommend examples/patient-mcrpc.yaml --format text --graph out/demo-graph.svg\n"
+    assert command in readme
+    shown = readme.split(command, 1)[1].split("```", 1)[0]
+    code = main(["recommend", str(REPO / "examples" / "patient-mcrpc.yaml"), "--format", "text"])
+    assert code == 0
+    assert capsys.readouterr().out == shown
