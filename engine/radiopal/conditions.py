@@ -276,7 +276,13 @@ class Compare(Condition):
         return Outcome(self, Tri.of(self._test(value, env)), observed=value)
 
     def threshold_text(self) -> str:
-        """The threshold as the author wrote it, with its unit."""
+        """The threshold as the author wrote it, with its unit (a node does not change once loaded: kept)."""
+        cached = self.__dict__.get("_threshold_text")
+        if cached is None:
+            cached = self.__dict__["_threshold_text"] = self._threshold_text()
+        return cached  # type: ignore[no-any-return]
+
+    def _threshold_text(self) -> str:
         shown = self.written_value if self.written_value is not None else self.value
         if isinstance(shown, (list, tuple)):
             shown = "[" + ", ".join(str(x) for x in shown) + "]"
@@ -286,6 +292,12 @@ class Compare(Condition):
         return f"{shown}{unit}"
 
     def describe(self) -> str:
+        cached = self.__dict__.get("_describe")
+        if cached is None:
+            cached = self.__dict__["_describe"] = self._describe()
+        return cached  # type: ignore[no-any-return]
+
+    def _describe(self) -> str:
         subject = {
             "days_since": f"days since {self.name}",
             "days_since_field": f"days since {self.name}",
