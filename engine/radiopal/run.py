@@ -19,7 +19,7 @@ from .patient.facts import FactTable, FactValue
 from .rulebase.compile import (
     DERIVED_PREFIX,
     SECTION_PREFIX,
-    STATUS_PREFIX,
+    STATUSES,
     CompiledRule,
     CompiledRuleBase,
     Section,
@@ -106,9 +106,7 @@ class Runner:
             if self.has_phase2:
                 state.phase = 2
                 statuses: Mapping[str, str] = resolve_phase1(state)
-                for therapy, status in statuses.items():
-                    name = STATUS_PREFIX + therapy
-                    engine.declare(datum(name=name, fv=FactValue.of(name, status)))
+                engine.declare(datum(name=STATUSES, fv=FactValue.of(STATUSES, dict(statuses))))
                 engine.run()
         finally:
             engine._radiopal_state = None

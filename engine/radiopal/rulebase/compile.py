@@ -3,7 +3,8 @@
 Each rule becomes one experta rule per therapy it concludes on. Every fact the rule reads is a *bound* pattern
 (``f_i << Datum(name=...)``), so a firing records exactly which patient facts it used; the three-valued condition
 runs in a ``TEST``. Rules that read another therapy's final status (``status_of``) belong to phase 2: they can only
-match once the phase-1 statuses are resolved and declared as ``status:<therapy>`` facts.
+match once the phase-1 statuses are resolved and declared, all together, as one ``statuses`` fact (therapy → status).
+One fact rather than one per therapy: a rule reading several statuses then needs one join, not one per status.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .load import LoadedRules
 from .model import Rule
 
 STATUS_PREFIX = "status:"
+STATUSES = "statuses"
 SECTION_PREFIX = "section:"
 DERIVED_PREFIX = "derived:"
 
@@ -84,8 +86,8 @@ class CompiledRule:
             if name.startswith(SECTION_PREFIX):
                 patient = fv.facts
                 evaluation_date = fv.evaluation_date
-            elif name.startswith(STATUS_PREFIX):
-                statuses[name[len(STATUS_PREFIX):]] = fv.value
+            elif name == STATUSES:
+                statuses = fv.value
             else:
                 extra[name[len(DERIVED_PREFIX):]] = fv
         facts = ChainMap(extra, patient) if extra else patient  # type: ignore[arg-type]
@@ -166,7 +168,7 @@ def compile_rules(loaded: LoadedRules, on_fire: Callable[[Any, CompiledRule, Map
             groups = {loaded.vocabulary[n].group for n in names} | {"patient"}
             patterns = sorted(
                 (SECTION_PREFIX + g) if not g.startswith(DERIVED_PREFIX) else g for g in groups
-            ) + sorted(STATUS_PREFIX + t for t in rule.statuses())
+            ) + ([STATUSES] if rule.statuses() else [])
             safe_key = rule.key.replace("-", "_").replace("/", "__")
             name = f"r{index:04d}_{safe_key}" + (f"__{therapy}" if therapy else "")
             item = CompiledRule(rule, tuple(therapies), _phase(rule), tuple(names), name, tuple(patterns))
