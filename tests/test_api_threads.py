@@ -121,3 +121,20 @@ def test_evaluate_fhir_names_the_element_of_an_invalid_bundle(rulebase: radiopal
     with pytest.raises(radiopal.InputError) as caught:
         evaluate_fhir(bundle, rulebase)
     assert any(p.path == f"entry[{index}].resource.valueQuantity.value" for p in caught.value.problems)
+
+
+def test_prepare_builds_this_threads_engine_once_and_other_threads_get_their_own() -> None:
+    import threading
+
+    import radiopal
+
+    rulebase = radiopal.load_rulebase()
+    rulebase.prepare()
+    mine = rulebase._runner._engine()
+    rulebase.prepare()
+    assert rulebase._runner._engine() is mine  # built once per thread
+    theirs: list[object] = []
+    thread = threading.Thread(target=lambda: (rulebase.prepare(), theirs.append(rulebase._runner._engine())))
+    thread.start()
+    thread.join()
+    assert theirs and theirs[0] is not mine

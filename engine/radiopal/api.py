@@ -64,6 +64,13 @@ class RuleBase:
     def folder(self) -> str:
         return self.loaded.folder
 
+    def prepare(self) -> None:
+        """Build this thread's experta engine (its RETE network) now, so the first evaluation does not pay for it.
+
+        Each thread builds its own engine on first use; a server calls this at start-up.
+        """
+        self._runner._engine()
+
     def evaluate(self, patient: PatientDocument | Mapping[str, Any] | str | Path) -> Result:
         """Decide every therapy for one patient (a validated document, a dict following contract §A, or a path).
 
