@@ -55,8 +55,6 @@ def exact_removal_strategy() -> type:
     return _strategy_class()
 
 
-
-
 @cache
 def tracked_matcher() -> type:
     """Return a ReteMatcher subclass that only visits the conflict-set nodes that changed, on a streamlined network.

@@ -133,19 +133,27 @@ def _rule_node_id(firing: Firing) -> str:
     return f"rule:{rule.key}" + (f"@{firing.therapy}" if firing.therapy else "")
 
 
-def _condition_lines(firing: Firing) -> list[dict[str, Any]]:
-    """Each comparison of the firing's condition with its result and observed value (fresh dicts for each graph)."""
-    lines = firing.memo.get("condition_lines")
-    if lines is None:
-        lines = firing.memo["condition_lines"] = []
+def _outcome_texts(firing: Firing) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """What the graph shows of the firing's condition: each comparison with its result and observed value, and the
+    label of each fact → rule edge (the comparisons made on that fact). One walk, kept in the firing's memo, which
+    the records of the same experta firing for other therapies share; callers copy what they put in a graph."""
+    texts = firing.memo.get("graph_texts")
+    if texts is None:
+        lines: list[dict[str, Any]] = []
+        labels: dict[str, str] = {}
         outcome = firing.outcome
         for o in outcome.walk() if outcome is not None else ():
             node = o.node
-            if isinstance(node, Compare):
-                lines.append({"id": node.cid, "test": node.describe(), "result": o.value.value,
-                              "observed": display(o.observed) if o.value.value != "unknown" else "unknown",
-                              "fact": node.name})
-    return [dict(line) for line in lines]
+            if not isinstance(node, Compare):
+                continue
+            lines.append({"id": node.cid, "test": node.describe(), "result": o.value.value,
+                          "observed": display(o.observed) if o.value.value != "unknown" else "unknown",
+                          "fact": node.name})
+            if node.subject in ("fact", "days_since"):
+                text = f"{node.op} {node.threshold_text()}: {o.value.value}"
+                labels[node.name] = (labels[node.name] + "; " + text) if node.name in labels else text
+        texts = firing.memo["graph_texts"] = (lines, labels)
+    return texts  # type: ignore[no-any-return]
 
 
 def build_graph(result: Result) -> ReasoningGraph:
@@ -178,14 +186,14 @@ def build_graph(result: Result) -> ReasoningGraph:
         rule = firing.compiled.rule
         node_id = _rule_node_id(firing)
         edge_kind, final = decided.get(id(firing), ("", ""))
+        lines, labels = _outcome_texts(firing)
         graph.add_node(
             node_id, "rule", rule.title, **_rule_attributes(rule, catalogue, rule_cache), therapy=firing.therapy,
             overridden=(edge_kind == "overridden") or None, overridden_by=final if edge_kind == "overridden" else None,
             earliest_date=firing.earliest_date.isoformat() if firing.earliest_date else None,
-            missing=list(firing.missing_paths) or None, conditions=_condition_lines(firing) or None,
+            missing=list(firing.missing_paths) or None, conditions=[dict(line) for line in lines] or None,
             group=firing.therapy or "derived facts and advisories",
         )
-        labels = _edge_labels(firing)
         for name in firing.compiled.fact_names:
             if name.startswith("status:"):
                 graph.add_edge(f"decision:{name[len('status:'):]}", node_id, "used-by", "final status")
@@ -223,20 +231,6 @@ def _rule_attributes(rule: Rule, catalogue: Any, cache: dict[str, dict[str, Any]
             "dose_mg": rule.then.dose_mg, "info": rule.then.info, "file": rule.location(),
         }
     return {**attributes, "sources": [dict(source) for source in attributes["sources"]]}  # no sharing across graphs
-
-
-def _edge_labels(firing: Firing) -> dict[str, str]:
-    """The label of each fact → rule edge: the comparisons made on that fact and their results."""
-    labels: dict[str, str] | None = firing.memo.get("edge_labels")
-    if labels is None:
-        labels = firing.memo["edge_labels"] = {}
-        outcome = firing.outcome
-        for o in outcome.walk() if outcome is not None else ():
-            node = o.node
-            if isinstance(node, Compare) and node.subject in ("fact", "days_since"):
-                text = f"{node.op} {node.threshold_text()}: {o.value.value}"
-                labels[node.name] = (labels[node.name] + "; " + text) if node.name in labels else text
-    return labels
 
 
 def _add_fact(graph: ReasoningGraph, fact: FactValue, vocab: Any, doc: Any, provenance: Any = None) -> None:

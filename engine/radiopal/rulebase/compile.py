@@ -23,7 +23,6 @@ from ..tri import Tri
 from .load import LoadedRules
 from .model import Rule
 
-STATUS_PREFIX = "status:"
 STATUSES = "statuses"
 SECTION_PREFIX = "section:"
 DERIVED_PREFIX = "derived:"
