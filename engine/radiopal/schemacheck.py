@@ -37,8 +37,8 @@ def fast_check(name: str) -> Callable[[Any], bool] | None:
         import jsonschema_rs
     except ImportError:  # optional speed-up: python-jsonschema alone gives the same verdicts
         return None
-    schema = json.loads(schema_path(name).read_text(encoding="utf-8"))
-    return jsonschema_rs.validator_for(schema, validate_formats=True).is_valid  # type: ignore[no-any-return]
+    # The schema python-jsonschema already read and checked: one file read, one source of truth for both.
+    return jsonschema_rs.validator_for(validator(name).schema, validate_formats=True).is_valid  # type: ignore[no-any-return]
 
 
 def validator_for_file(path: Path) -> Draft202012Validator:

@@ -129,7 +129,7 @@ def _load_json(text: str, file: str, kind: str) -> Located:
     except ValueError as exc:
         _fail(file, f"invalid JSON: {exc}")
     except RecursionError:
-        _fail(file, f"nesting is too deep (limit {MAX_DEPTH})")
+        _too_deep(file)
     _check_depth(data, file)
     return Located(data, SourceMap(file))
 
@@ -144,7 +144,7 @@ def _check_depth(data: Any, file: str) -> None:
     while stack:
         value, depth = stack.pop()
         if depth > MAX_DEPTH:
-            _fail(file, f"nesting is too deep (limit {MAX_DEPTH})")
+            _too_deep(file)
         if isinstance(value, dict):
             for key in value:
                 _check_unicode(key, file)
@@ -153,6 +153,11 @@ def _check_depth(data: Any, file: str) -> None:
             stack.extend((v, depth + 1) for v in value)
         else:
             _check_unicode(value, file)
+
+
+def _too_deep(file: str, line: int = 0, column: int = 0) -> None:
+    """Refuse a document nested beyond MAX_DEPTH (found by our walk, our event check or libyaml's own guard)."""
+    _fail(file, f"nesting is too deep (limit {MAX_DEPTH})", line, column)
 
 
 def _check_unicode(value: Any, file: str, line: int = 0, column: int = 0) -> None:
@@ -178,7 +183,7 @@ class _Walker:
         if self.nodes > MAX_NODES:
             _fail(self.file, f"expands to more than {MAX_NODES:,} values (alias expansion or size limit)")
         if depth > MAX_DEPTH:
-            _fail(self.file, f"nesting is too deep (limit {MAX_DEPTH})", node.start_mark.line + 1)
+            _too_deep(self.file, node.start_mark.line + 1)
         self.source.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _COLLECTION_TAGS:
             _fail(self.file, f"unsupported YAML tag {node.tag!r}; expected a plain mapping or list",
@@ -237,19 +242,19 @@ def _load_yaml(text: str, file: str, kind: str) -> Located:
     except _NodeLimitError as exc:
         _fail(file, f"{exc}; expected a {kind} of reasonable size")
     except _DepthLimitError as exc:
-        _fail(file, f"nesting is too deep (limit {MAX_DEPTH})", int(exc.args[0]))
+        _too_deep(file, int(exc.args[0]))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
         col = mark.column + 1 if mark else 0
         problem = exc.problem or exc.context or "syntax error"
         if "maximum nesting depth" in problem:  # libyaml's own guard, met while it reads ahead of our depth check
-            _fail(file, f"nesting is too deep (limit {MAX_DEPTH})", line, col)
+            _too_deep(file, line, col)
         _fail(file, f"invalid YAML: {problem}", line, col)
     except yaml.YAMLError as exc:
         _fail(file, f"invalid YAML: {exc}")
     except RecursionError:
-        _fail(file, f"nesting is too deep (limit {MAX_DEPTH})")
+        _too_deep(file)
     if not documents:
         _fail(file, f"is empty; expected a {kind}")
     if len(documents) > 1:
@@ -264,7 +269,7 @@ def _load_yaml(text: str, file: str, kind: str) -> Located:
     except yaml.YAMLError as exc:
         _fail(file, f"invalid YAML value: {exc}")
     except RecursionError:
-        _fail(file, f"nesting is too deep (limit {MAX_DEPTH})")
+        _too_deep(file)
     return Located(data, walker.source)
 
 
