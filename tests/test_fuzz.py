@@ -268,20 +268,24 @@ def evaluate_everything(rulebase: Any, data: Any, source: Any = None) -> None:
     json.dumps(out, allow_nan=False)
 
 
+def read_and_evaluate(rulebase: Any, text: bytes | str, *, as_json: bool = False) -> None:
+    """The text through the patient reader (YAML, or JSON), then :func:`evaluate_everything` on what it reads."""
+    file = "fuzz.json" if as_json else "fuzz.yaml"
+    located = accept(lambda: load_text(text, file=file, kind="patient document", as_json=as_json))
+    if located is not None:
+        evaluate_everything(rulebase, located.data, located.source)
+
+
 @fuzz_settings(0.8)
 @given(raw=mutated_bytes(PATIENT_TEXT))
 def test_patient_text_fuzz(rulebase: Any, raw: bytes) -> None:
-    located = accept(lambda: load_text(raw, file="fuzz.yaml", kind="patient document"))
-    if located is not None:
-        evaluate_everything(rulebase, located.data, located.source)
+    read_and_evaluate(rulebase, raw)
 
 
 @fuzz_settings(0.6)
 @given(raw=mutated_bytes(json.dumps(PATIENT_DATA, indent=1).encode()))
 def test_patient_json_text_fuzz(rulebase: Any, raw: bytes) -> None:
-    located = accept(lambda: load_text(raw, file="fuzz.json", kind="patient document", as_json=True))
-    if located is not None:
-        evaluate_everything(rulebase, located.data, located.source)
+    read_and_evaluate(rulebase, raw, as_json=True)
 
 
 @fuzz_settings(1.5)
@@ -290,20 +294,16 @@ def test_patient_structure_fuzz(rulebase: Any, data: Any) -> None:
     evaluate_everything(rulebase, data)
     # The same tree through the text readers: YAML (as a user would write it) and JSON (as an EHR would send it).
     try:
-        as_yaml = yaml.safe_dump(data, allow_unicode=True)
+        yaml_text = yaml.safe_dump(data, allow_unicode=True)
     except (yaml.YAMLError, RecursionError):
-        as_yaml = None
-    if as_yaml is not None:
-        located = accept(lambda: load_text(as_yaml, file="fuzz.yaml", kind="patient document"))
-        if located is not None:
-            evaluate_everything(rulebase, located.data, located.source)
+        yaml_text = None
+    if yaml_text is not None:
+        read_and_evaluate(rulebase, yaml_text)
     try:
-        as_json = json.dumps(data)
+        json_text = json.dumps(data)
     except (ValueError, RecursionError):
         return
-    located = accept(lambda: load_text(as_json, file="fuzz.json", kind="patient document", as_json=True))
-    if located is not None:
-        evaluate_everything(rulebase, located.data, located.source)
+    read_and_evaluate(rulebase, json_text, as_json=True)
 
 
 @fuzz_settings(0.6)
