@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .conditions import THERAPY_PLACEHOLDER, Compare, Condition, Env
+from .fileio import write_atomic
 from .lint.findings import display_path
 from .rulebase.model import Rule
 from .tri import Tri
@@ -200,8 +201,6 @@ def _sides(node: dict[str, Any]) -> str:
 def report_coverage(rulebase: Any, outcomes: Iterable[Any], out_path: str | Path | None,
                     stream: TextIO | None) -> dict[str, Any]:
     """Compute coverage, write it as JSON to ``out_path`` (when given) and print the table to ``stream``."""
-    from .cli._common import write_atomic
-
     data = compute_coverage(rulebase, outcomes)
     if out_path:
         write_atomic(out_path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

@@ -117,7 +117,7 @@ class ReasoningGraph:
         Returns the files written. Without Graphviz's ``dot`` an .svg request writes DOT and JSON and raises
         :class:`InputError` saying how to install it.
         """
-        from .cli._common import write_atomic
+        from .fileio import write_atomic
 
         target = Path(path)
         suffix = target.suffix.lower()

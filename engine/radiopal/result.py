@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import CONTRACT_VERSION, DISCLAIMER
 from .conditions import Compare
@@ -17,8 +17,9 @@ from .resolve import AdvisoryOut, Decision
 from .run import Firing, RunState
 
 if TYPE_CHECKING:
-    from .api import RuleBase
+    from .catalogue import Catalogue
     from .rulebase.model import Rule
+    from .vocabulary import Vocabulary
 
 NORMALISED = (
     ("plt_10e9_L", "plt"),
@@ -51,6 +52,28 @@ def display(value: Any, unit: str | None = None) -> str:
     return text
 
 
+class RuleBaseView(Protocol):
+    """What a result needs of the rule base that produced it (:class:`radiopal.api.RuleBase` is one).
+
+    A protocol, so that this module does not import the API that builds results.
+    """
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def vocabulary(self) -> Vocabulary: ...
+
+    @property
+    def catalogue(self) -> Catalogue: ...
+
+    #: Per-rule attributes of reasoning-graph rule nodes, filled by the graph builder once per rule.
+    rule_node_attributes: dict[str, dict[str, Any]]
+
+
 @dataclass
 class Result:
     """Decisions for one patient, with everything needed to explain them."""
@@ -61,7 +84,7 @@ class Result:
     decisions: list[Decision]
     advisories: list[AdvisoryOut]
     missing_data: list[str]
-    rulebase: RuleBase
+    rulebase: RuleBaseView
     extra: dict[str, Any] = field(default_factory=dict)
 
     def decision(self, therapy: str) -> Decision:

@@ -7,7 +7,8 @@ import os
 import sys
 from typing import Any
 
-from ._common import add_rules_option, write_atomic
+from ..fileio import write_atomic
+from ._common import add_rules_option
 from .recommend import load_patient_argument
 
 

@@ -7,7 +7,8 @@ import sys
 from typing import Any
 
 from .. import DISCLAIMER
-from ._common import add_rules_option, write_atomic
+from ..fileio import write_atomic
+from ._common import add_rules_option
 
 
 def register(sub: Any) -> None:

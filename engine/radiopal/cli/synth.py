@@ -12,8 +12,8 @@ from typing import Any
 import yaml
 
 from ..errors import InputError, Problem
+from ..fileio import write_atomic
 from ..synth import KINDS, generate
-from ._common import write_atomic
 
 FORMATS = ("yaml", "json", "jsonl")
 

@@ -23,16 +23,15 @@ interrupted.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import InputError, Problem
+from ..fileio import atomic_target
 from .evaluate import PATIENT_COLUMNS, THERAPY_COLUMNS, BatchResult, dumps_error
 
 if TYPE_CHECKING:
@@ -63,30 +62,6 @@ def patient_schema() -> pa.Schema:
     types = {"line": pa.int64(), "evaluation_date": pa.date32(), "radionuclide_underuse": pa.bool_(),
              "bone_health_underuse": pa.bool_()}
     return pa.schema([(name, types.get(name, pa.string())) for name in PATIENT_COLUMNS])
-
-
-@contextlib.contextmanager
-def atomic_target(target: Path) -> Iterator[Path]:
-    """A temporary path beside ``target``; renamed onto ``target`` when the block succeeds, removed when it fails."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    tmp.chmod(0o666 & ~_umask())
-    try:
-        yield tmp
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-@functools.cache
-def _umask() -> int:
-    """The process umask (read once), so output files get the permissions a plain open() would give them."""
-    current = os.umask(0o022)
-    os.umask(current)
-    return current
 
 
 def write_text_atomic(target: Path, text: str) -> None:

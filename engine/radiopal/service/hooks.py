@@ -204,7 +204,7 @@ class CDSHooksService:
         record = self.audit.get(key)
         if record is None or record.kind != "evaluation" or not record.caller.startswith(CALLER_PREFIX):
             return None
-        from ..cli.audit import render_record
+        from ..audit_text import render_record
 
         return ("<!doctype html><meta charset='utf-8'><title>radiopal audit record</title>"
                 f"<pre>{html.escape(render_record(record))}</pre>")
