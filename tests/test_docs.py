@@ -21,7 +21,7 @@ from radiopal.lint import CODES
 from radiopal.rulebase.load import _rule_validator
 from radiopal.vocabulary import load_vocabulary
 
-PAGES = ("index.md", "rule-language.md", "facts.md", "therapies.md", "sources.md", "lint-codes.md")
+PAGES = ("index.md", "rule-language.md", "facts.md", "therapies.md", "sources.md", "lint-codes.md", "patient.md", "rules.md")
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,60 @@ def test_the_reference_names_every_operator_condition_therapy_advisory_source_an
     assert all(f"| `{k}` |" in sources for k in catalogue.references)
     codes = (reference / "lint-codes.md").read_text(encoding="utf-8")
     assert all(f"| `{c}` |" in codes for c in CODES)
+
+
+def test_the_rule_base_reference_lists_every_rule_with_its_tag_and_sources(reference: Path):
+    from radiopal.api import load_rulebase
+
+    text = (reference / "rules.md").read_text(encoding="utf-8")
+    rules = load_rulebase().rules
+    for rule in rules:
+        heading = re.search(rf"^### {re.escape(rule.key)} — .*\n\n\*{rule.strength}\* (\S+) · sources: (.*) · ", text, re.M)
+        assert heading, rule.key
+        assert heading.group(1) == ("**[U]**" if rule.is_unverified else f"[{rule.verification}]"), rule.key
+        assert all(f"[{key}](sources.md)" in heading.group(2) for key in rule.sources), rule.key
+    unverified = sorted({r.id for r in rules if r.is_unverified})
+    assert f"**{sum(r.is_unverified for r in rules)} rules are [U]:** " + ", ".join(unverified) + "." in text
+
+
+def test_the_patient_reference_lists_every_field_of_the_schema(reference: Path):
+    schema = json.loads((REPO / "kb" / "schemas" / "patient.schema.json").read_text(encoding="utf-8"))
+    text = (reference / "patient.md").read_text(encoding="utf-8")
+
+    def paths(spec: dict, prefix: str) -> list[str]:
+        found = []
+        props = spec.get("properties") or {}
+        if {"value", "unit"} <= set(props):
+            return found
+        for name, child in props.items():
+            path = f"{prefix}.{name}" if prefix else name
+            found.append(path)
+            found += paths(child, path)
+            if isinstance(child.get("items"), dict):
+                found += paths(child["items"], f"{path}[]")
+        return found
+
+    every = paths(schema, "")
+    assert len(every) > 60
+    for path in every:
+        assert f"| `{path}` |" in text, path
+    # The rules that read a lab are named beside it, through the facts computed from it.
+    platelets = next(line for line in text.splitlines() if line.startswith("| `labs.platelets` |"))
+    assert "ELIG-GEN-10" in platelets and "`plt_current`" in platelets
+
+
+def test_nothing_a_user_reads_or_runs_points_outside_the_project():
+    """A user's clone has no ../shared (the project's working material): README, docs, code, kb, rules and examples
+    must carry their own reference instead of pointing there."""
+    offenders = []
+    for top in ("README.md", "docs", "engine", "kb", "rules", "examples", "mkdocs.yml"):
+        root = REPO / top
+        for path in ([root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())):
+            if path.suffix in {".gz", ".png", ".pyc"} or "reference" in path.relative_to(REPO).parts[:2]:
+                continue
+            text = path.read_text(encoding="utf-8", errors="replace")
+            offenders += [f"{path.relative_to(REPO)}: {m.group(0)}" for m in re.finditer(r"\.\./shared\S*", text)]
+    assert not offenders, offenders
 
 
 def test_docgen_refuses_an_operator_it_cannot_describe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
@@ -115,6 +169,16 @@ def test_the_docs_site_builds_in_strict_mode(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "site" / "reference" / "facts" / "index.html").is_file()
     assert "dose-gap" in (tmp_path / "site" / "lint" / "index.html").read_text(encoding="utf-8")
+    # Read offline: no page loads a script, stylesheet, font or image from another host (plain links may leave).
+    remote = set()
+    for page in (tmp_path / "site").rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        remote |= set(re.findall(r'<script[^>]+src="(?:https?:)?//[^"]+"', html))
+        remote |= set(re.findall(r'<link[^>]+href="(?:https?:)?//[^"]+"', html))
+        remote |= set(re.findall(r'<img[^>]+src="(?:https?:)?//[^"]+"', html))
+    for sheet in (tmp_path / "site").rglob("*.css"):
+        remote |= set(re.findall(r'url\((?:["\']?)(?:https?:)?//[^)]+\)', sheet.read_text(encoding="utf-8")))
+    assert not remote, sorted(remote)[:5]
 
 
 def test_the_readme_worked_example_shows_the_real_output(capsys: pytest.CaptureFixture[str]) -> None:

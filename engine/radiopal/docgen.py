@@ -8,7 +8,11 @@
   the units a rule may write (``kb/units.yaml``);
 * ``therapies.md`` — the therapy and advisory catalogue (``kb/therapies.yaml``);
 * ``sources.md`` — the source keys a rule cites (``kb/references.yaml``);
-* ``lint-codes.md`` — every ``radiopal lint`` finding code with its severity (``radiopal.lint.findings.CODES``).
+* ``lint-codes.md`` — every ``radiopal lint`` finding code with its severity (``radiopal.lint.findings.CODES``);
+* ``patient.md`` — the patient document, every field with its type, units, allowed values and the facts and rules
+  that read it (``kb/schemas/patient.schema.json``, ``kb/facts.yaml``, the shipped rules);
+* ``rules.md`` — the clinical rule base as a readable reference: every rule with its condition, conclusion, strength,
+  verification tag ([U] marked), sources and notes (the shipped ``rules/``).
 
 The words the schema cannot hold (what each operator and each kind of condition means) are kept here as data, and
 generation fails when the schema gains an operator or a condition kind this module does not describe.
@@ -219,6 +223,14 @@ def facts_page(vocabulary: Vocabulary) -> str:
     return "\n".join(out)
 
 
+def _shipped_rules() -> tuple[Any, ...]:
+    """The shipped rule base's rules, in file order (read and checked, not compiled)."""
+    from .resources import rules_dir
+    from .rulebase.load import load_rules
+
+    return load_rules(rules_dir()).rules
+
+
 def _derived_facts() -> list[tuple[str, str, str]]:
     """(name, file, description) of the facts the shipped rule files declare in ``derived_facts``."""
     from .resources import rules_dir
@@ -275,7 +287,196 @@ def index_page() -> str:
         "- [Facts](facts.md): every fact a condition may name, with type, unit and source; units",
         "- [Therapies and advisories](therapies.md): the ids a conclusion may name",
         "- [Sources](sources.md): the citation keys",
-        "- [Lint finding codes](lint-codes.md)", ""])
+        "- [Lint finding codes](lint-codes.md)",
+        "- [The patient document](patient.md): every field, its units and allowed values, and the rules that read it",
+        "- [The clinical rule base](rules.md): every rule with its condition, conclusion, sources and [U] status", ""])
+
+
+PATIENT_INTRO = (
+    "The patient document radiopal evaluates: YAML or JSON, one patient, one evaluation date. Only `schema_version`, "
+    "`patient_id` and `evaluation_date` are structural; any other field may be omitted, and an omitted field is "
+    "**unknown**, never false: the therapies that need it are `insufficient_data` and the field is listed in "
+    "`missing_data`. Every lab value carries its unit; radiopal converts units before any rule reads them. A FHIR R4 "
+    "Bundle is mapped to this document first (see the integrators' guide).")
+
+
+def _field_type(spec: dict[str, Any]) -> str:
+    kinds = spec.get("type", "any")
+    kinds = [k for k in (kinds if isinstance(kinds, list) else [kinds]) if k != "null"]
+    text = " or ".join(kinds) if kinds else "any"
+    if spec.get("format") == "date" or "$ref" in spec:
+        text = "date (YYYY-MM-DD)"
+    if "enum" in spec:
+        text = "one of " + ", ".join(f"`{v}`" for v in spec["enum"] if v is not None)
+    bounds = [f"≥ {spec['minimum']}" if "minimum" in spec else "", f"≤ {spec['maximum']}" if "maximum" in spec else ""]
+    if any(bounds):
+        text += " (" + ", ".join(b for b in bounds if b) + ")"
+    return text
+
+
+def _patient_rows(spec: dict[str, Any], path: str, required: bool, rows: list[tuple[str, bool, dict[str, Any]]]) -> None:
+    """Depth-first: one row per field; a lab (``{value, unit}``) is one row; list entries are ``path[].field``."""
+    properties = spec.get("properties") or {}
+    is_lab = set(properties) >= {"value", "unit"} and "enum" in properties["unit"]
+    if path:
+        rows.append((path, required, spec))
+    if is_lab:
+        return
+    if properties:
+        needed = set(spec.get("required", ()))
+        for name, child in properties.items():
+            _patient_rows(child, f"{path}.{name}" if path else name, name in needed, rows)
+    items = spec.get("items")
+    if isinstance(items, dict) and items.get("properties"):
+        _patient_rows({**items, "description": ""}, f"{path}[]", False, rows)
+        rows.pop(len(rows) - 1 - sum(1 for r in rows if r[0].startswith(f"{path}[].")))
+
+
+def _readers(vocabulary: Vocabulary) -> dict[str, list[str]]:
+    """Document path → the facts read from it (``labs.platelets`` → ``plt, plt_current``).
+
+    A computed fact names no path in the vocabulary; the paths it reads are the ``sources`` it reports, collected
+    over a seeded synthetic cohort (the same 300 patients every time, so the page is the same every time).
+    """
+    from .patient.facts import build_facts
+    from .patient.load import parse_patient
+    from .synth import generate as synthetic
+
+    out: dict[str, list[str]] = {}
+
+    def add(path: str, name: str) -> None:
+        names = out.setdefault(path, [])
+        if name not in names:
+            names.append(name)
+
+    computed: dict[str, set[str]] = {}
+    for patient in synthetic(300, seed=7, bad_fraction=0.0, missing_fraction=0.2):
+        table = build_facts(parse_patient(patient.document), vocabulary)
+        for name, spec in vocabulary.facts.items():
+            fact = table.get(name)
+            if "derive" in spec.origin and fact is not None:
+                computed.setdefault(name, set()).update(fact.sources)
+    for name, spec in vocabulary.facts.items():
+        origin = spec.origin
+        path = origin.get("path") or (f"labs.{origin['lab']}" if "lab" in origin else None)
+        if path:
+            add(path, name)
+        for source in sorted(computed.get(name, ())):
+            add(source, name)
+    return out
+
+
+def _rules_reading(rules: Sequence[Any]) -> dict[str, list[str]]:
+    """Fact → the ids of the rules that read it (each id once, in rule order)."""
+    out: dict[str, list[str]] = {}
+    for rule in rules:
+        for fact in sorted(rule.facts()):
+            ids = out.setdefault(fact, [])
+            if rule.id not in ids:
+                ids.append(rule.id)
+    return out
+
+
+def patient_page(schema: dict[str, Any], vocabulary: Vocabulary, rules: Sequence[Any]) -> str:
+    """The patient-document reference: every field with type, units, allowed values, and who reads it."""
+    rows: list[tuple[str, bool, dict[str, Any]]] = []
+    _patient_rows(schema, "", True, rows)
+    readers = _readers(vocabulary)
+    by_fact = _rules_reading(rules)
+    out = [HEADER.format(source="kb/schemas/patient.schema.json, kb/facts.yaml and rules/"), "",
+           "# The patient document", "", PATIENT_INTRO, ""]
+    sections: dict[str, list[tuple[str, bool, dict[str, Any]]]] = {}
+    for row in rows:
+        sections.setdefault(row[0].split(".")[0].split("[")[0], []).append(row)
+    for section, section_rows in sections.items():
+        head = section_rows[0][2]
+        out += [f"## `{section}`", "", _cell(head.get("description", "")), ""]
+        table = []
+        for path, required, spec in section_rows:
+            properties = spec.get("properties") or {}
+            units = ""
+            if "unit" in properties and "enum" in properties["unit"]:
+                units = ", ".join(f"`{u}`" for u in properties["unit"]["enum"])
+            kind = "value + unit" if units else _field_type(spec)
+            facts = readers.get(path, []) + [f for f in readers.get(path.replace("[]", ""), [])
+                                              if f not in readers.get(path, [])]
+            rule_ids = sorted({rid for fact in facts for rid in by_fact.get(fact, [])})
+            used = ", ".join(f"`{f}`" for f in facts)
+            if rule_ids:
+                used += " — " + ", ".join(rule_ids[:12]) + (f" and {len(rule_ids) - 12} more" if len(rule_ids) > 12 else "")
+            table.append((f"`{path}`", "structural" if path in STRUCTURAL else ("yes" if required else ""), kind, units,
+                          spec.get("description", ""), used))
+        out += _table(("field", "required", "type", "units", "meaning", "facts — rules that read them"), table)
+        out.append("")
+    return "\n".join(out)
+
+
+#: The only fields a document cannot omit (contract §D); every other omission makes facts unknown.
+STRUCTURAL = ("schema_version", "patient_id", "evaluation_date")
+
+
+def _conclusion_text(rule: Any) -> str:
+    then = rule.then
+    parts = []
+    if then.status:
+        parts.append(f"**{then.status}**")
+    if then.dose_mg is not None:
+        parts.append(f"dose {then.dose_mg:g} mg")
+    if then.earliest_date is not None:
+        spec = then.earliest_date
+        anchor = spec.fact or (f"latest {spec.of}.{spec.field}" if spec.of else "")
+        parts.append(f"earliest date = {anchor} + {spec.plus_days} days")
+    if then.derive:
+        parts.append(f"derives `{then.derive}`")
+    if then.advisories:
+        parts.append("advisories " + ", ".join(f"`{a.id}`" for a in then.advisories))
+    if then.info:
+        parts.append("information")
+    return "; ".join(parts) or "—"
+
+
+def rules_page(rules: Sequence[Any], catalogue: Catalogue) -> str:
+    """The clinical rule base as a reference for clinicians and authors: every rule, its sources and its [U] status."""
+    from .explain.build import describe
+
+    unverified = [r for r in rules if r.is_unverified]
+    out = [HEADER.format(source="rules/"), "", "# The clinical rule base", "",
+           f"{len(rules)} rules. Each carries the id of the clinical brief it encodes, its strength, its verification "
+           "tag and its sources. **[V]** verified against the source, **[V-sec]** verified through a secondary "
+           "source, **[U]** unverified: a fact that could not be checked against the full text. A decision that rests "
+           "on a [U] rule is marked [U] in every output. radiopal is decision support for clinicians, not a "
+           "prescriber.", "",
+           f"**{len(unverified)} rules are [U]:** " + ", ".join(sorted({r.id for r in unverified})) + ".", ""]
+    by_area: dict[str, list[Any]] = {}
+    for rule in rules:
+        by_area.setdefault(rule.area or Path(rule.file).stem, []).append(rule)
+    for area, area_rules in by_area.items():
+        out += [f"## {area}", "", f"File `rules/{Path(area_rules[0].file).name}`.", ""]
+        for rule in area_rules:
+            tag = "**[U]**" if rule.is_unverified else f"[{rule.verification}]"
+            title = f"{rule.key} — {rule.title}"
+            out += [f"### {_cell(title)}", "",
+                    f"*{rule.strength}* {tag} · sources: " + ", ".join(
+                        f"[{key}](sources.md)" for key in rule.sources) + f" · `rules/{Path(rule.file).name}:{rule.line}`", ""]
+            if rule.summary:
+                out += [_cell(rule.summary), ""]
+            rows = []
+            if rule.therapies:
+                rows.append(("therapies", ", ".join(f"`{t}`" for t in rule.therapies)))
+            if rule.when is not None:
+                rows.append(("when", describe(rule.when)))
+            if rule.requires:
+                rows.append(("requires", ", ".join(
+                    f"`{req.fact}`" + (f" (when {describe(req.when)})" if req.when is not None else "")
+                    for req in rule.requires)))
+            rows.append(("then", _conclusion_text(rule)))
+            if rule.unverified:
+                rows.append(("unverified", rule.unverified))
+            if rule.note:
+                rows.append(("note", rule.note))
+            out += _table(("", ""), rows)
+            out.append("")
+    return "\n".join(out)
 
 
 def generate(out_dir: str | Path) -> list[Path]:
@@ -285,6 +486,7 @@ def generate(out_dir: str | Path) -> list[Path]:
     schema = json.loads(schema_path("rulefile").read_text(encoding="utf-8"))
     vocabulary = load_vocabulary()
     catalogue = load_catalogue()
+    rules = _shipped_rules()
     pages = {
         "index.md": index_page(),
         "rule-language.md": rule_language(schema),
@@ -292,6 +494,8 @@ def generate(out_dir: str | Path) -> list[Path]:
         "therapies.md": therapies_page(catalogue),
         "sources.md": sources_page(catalogue),
         "lint-codes.md": lint_codes_page(),
+        "patient.md": patient_page(json.loads(schema_path("patient").read_text(encoding="utf-8")), vocabulary, rules),
+        "rules.md": rules_page(rules, catalogue),
     }
     written = []
     for name, text in pages.items():
