@@ -87,6 +87,15 @@ def _tiny_engines():
         "kind_a_and_b": rule("kind_a_and_b", xp.AS.x << xp.Fact(kind="a"), xp.AS.y << xp.Fact(kind="b")),
         "kind_a_not_c": rule("kind_a_not_c", xp.Fact(kind="a"), xp.NOT(xp.Fact(kind="c"))),
         "size_big": rule("size_big", xp.Fact(size=xp.P(lambda v: isinstance(v, int) and v > 10))),
+        # Bindings and joins on them (issue #17's counterexample: a=0, b=1 must not fire).
+        "same_v": rule("same_v", xp.Fact(k="a", v=xp.MATCH.v), xp.Fact(k="b", v=xp.MATCH.v)),
+        "a_v_not_c_same_v": rule("a_v_not_c_same_v", xp.Fact(k="a", v=xp.MATCH.v),
+                                 xp.NOT(xp.Fact(k="c", v=xp.MATCH.v))),
+        "a_v_test": rule("a_v_test", xp.Fact(k="a", v=xp.MATCH.v),
+                         xp.TEST(lambda v: isinstance(v, int) and v >= 5)),
+        "a_b_test_join": rule("a_b_test_join", xp.Fact(k="a", v=xp.MATCH.x), xp.Fact(k="b", v=xp.MATCH.y),
+                              xp.TEST(lambda x, y: x == y + 1)),
+        "a_not_v": rule("a_not_v", xp.Fact(k="a", v=xp.MATCH.v), xp.Fact(k="b", v=~xp.MATCH.v)),
     }
     plain = type("Plain", (engine_base(False),), dict(attrs))()
     fast = type("Fast", (engine_base(True),), dict(attrs))()
@@ -103,6 +112,14 @@ def _tiny_engines():
     [{"kind": ["a"]}],  # unhashable: equal to no literal
     [{"other": "a"}],  # no such field
     [{"kind": "a", "size": 12}, {"size": 3}],
+    # Bindings: the dispatching node's own test binds v; the join must see it.
+    [{"k": "a", "v": 0}, {"k": "b", "v": 1}],
+    [{"k": "a", "v": 1}, {"k": "b", "v": 1}],
+    [{"k": "a", "v": 7}, {"k": "b", "v": 6}],
+    [{"k": "a", "v": 7}, {"k": "b", "v": 7}, {"k": "c", "v": 7}],
+    [{"k": "a", "v": 7}, {"k": "c", "v": 8}],
+    [{"k": "a", "v": 2}, {"k": "a", "v": 3}, {"k": "b", "v": 3}, {"k": "b", "v": 2}, {"k": "c", "v": 2}],
+    [{"k": "b", "v": 1}],
 ])
 def test_dispatch_and_joins_match_like_experta(facts):
     xp, plain, fast, fired = _tiny_engines()
@@ -115,6 +132,23 @@ def test_dispatch_and_joins_match_like_experta(facts):
             engine.run()
         outcomes.append(sorted(fired))
     assert outcomes[0] == outcomes[1]
+
+
+def test_a_binding_made_by_a_dispatching_node_reaches_the_join():
+    """Issue #17: ``Fact(k="a", v=MATCH.v), Fact(k="b", v=MATCH.v)`` on a=0, b=1 fired on the streamlined network
+    (the dispatch dropped the binding of ``v``); experta's own nodes never fire it, nor may ours."""
+    xp, plain, fast, fired = _tiny_engines()
+    for engine in (plain, fast):
+        fired.clear()
+        engine.reset()
+        engine.declare(xp.Fact(k="a", v=0), xp.Fact(k="b", v=1))
+        engine.run()
+        assert "same_v" not in fired
+        fired.clear()
+        engine.reset()
+        engine.declare(xp.Fact(k="a", v=1), xp.Fact(k="b", v=1))
+        engine.run()
+        assert "same_v" in fired
 
 
 def test_a_retraction_undoes_a_match_like_experta():

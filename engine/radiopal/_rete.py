@@ -8,12 +8,15 @@ for a subclass that does the same work without that overhead:
 
 * tokens are copied only where a node changes them (an alpha node that binds a variable), not at every node;
 * tokens are built without re-validating their facts (experta built and checked those facts already);
-* an alpha node whose children all test one field for equality with a literal dispatches on the field's value with
-  one dictionary lookup (an exact equivalent of testing each child in turn);
+* an alpha node whose children all test one field for equality with a literal, and whose own test binds no variable,
+  dispatches on the field's value with one dictionary lookup instead of testing each child in turn (a node whose own
+  test binds takes the general path, so the binding reaches the joins);
 * a reset clears only the nodes that have memory, each once;
 * the ``MATCH``/``MATCHER`` watchers are not called (radiopal never enables them; its own trace is the firings).
 
-Nothing here changes what matches: the test suite's scenarios and the shared experta repros run through this code.
+What matches is meant to stay what experta's own nodes match; ``tests/test_rete_streamlined.py`` holds the two to the
+same firings on the shipped rules and on small rule sets with bindings, joins, ``NOT`` and ``TEST`` (not a proof for
+every rule experta accepts: a node type this module does not know is refused, see :func:`streamline`).
 Imported only when a rule base is compiled (it loads experta through :mod:`radiopal._experta`).
 """
 
@@ -68,10 +71,12 @@ class FastFeatureTesterNode(FeatureTesterNode):  # type: ignore[misc]
     """An alpha test. The token is copied only when the test binds a variable (the one place a token changes)."""
 
     def activate(self, token: Token) -> None:
-        fact = next(iter(token[1]))
-        match = self.matcher(fact)
-        if not match:
-            return
+        match = self.matcher(next(iter(token[1])))
+        if match:
+            self._pass(token, match)
+
+    def _pass(self, token: Token, match: Any) -> None:
+        """Send ``token`` on to every child, with the binding ``match`` made (when the test made one)."""
         if match is not True and isinstance(match, Mapping):
             context = token[2]
             for key, value in match.items():
@@ -88,11 +93,13 @@ class FastFeatureTesterNode(FeatureTesterNode):  # type: ignore[misc]
             child.callback(token)
 
 
-class DispatchNode(FeatureTesterNode):  # type: ignore[misc]
+class DispatchNode(FastFeatureTesterNode):  # type: ignore[misc]
     """An alpha node whose children each test ``fact[field] == literal``: one lookup finds the children that pass.
 
     ``table`` maps each literal to the grandchildren of the children testing for it; a passing equality test has no
-    binding, so its node would only have forwarded the token to them unchanged.
+    binding, so its node would only have forwarded the token to them unchanged. The lookup stands in for the children
+    only when the node's *own* test bound nothing: when it binds a variable (``v=MATCH.v``), the token must carry that
+    binding on, so the node takes the general path of :class:`FastFeatureTesterNode` (test each child in turn).
     """
 
     field: str
@@ -100,7 +107,11 @@ class DispatchNode(FeatureTesterNode):  # type: ignore[misc]
 
     def activate(self, token: Token) -> None:
         fact = next(iter(token[1]))
-        if not self.matcher(fact):
+        match = self.matcher(fact)
+        if not match:
+            return
+        if match is not True and isinstance(match, Mapping):
+            self._pass(token, match)  # the node's own test bound a variable: the general path keeps it
             return
         value = fact.get(self.field, _MISSING)
         try:
