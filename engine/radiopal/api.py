@@ -10,7 +10,7 @@ from typing import Any
 from .catalogue import Catalogue, load_catalogue
 from .compiled import CompiledRunner
 from .errors import RulebaseError
-from .patient.facts import build_facts
+from .patient.facts import FactTable, build_facts
 from .patient.load import PatientDocument, load_patient, parse_patient
 from .resolve import collect_advisories, decide, missing_data, resolve_statuses
 from .resources import rules_dir
@@ -101,7 +101,11 @@ class RuleBase:
         Raises :class:`radiopal.InputError` for an invalid document.
         """
         doc = _as_document(patient)
-        table = build_facts(doc, self.vocabulary)
+        return self.evaluate_facts(doc, build_facts(doc, self.vocabulary))
+
+    def evaluate_facts(self, doc: PatientDocument, table: FactTable) -> Result:
+        """Decide every therapy from a fact table already built for ``doc`` (what :meth:`evaluate` does after
+        reading the document; the differential tests feed both paths hand-made tables, e.g. exact thresholds)."""
         state = self._runner.run(table, lambda s: resolve_statuses(s, self.catalogue))
         decisions = decide(state, self.catalogue)
         return Result(doc, table, state, decisions, collect_advisories(state, self.catalogue),
