@@ -288,3 +288,21 @@ def test_a_cohort_on_the_compiled_path_rechecks_and_agrees(tmp_path):
     assert report.engine == "compiled"
     assert 20 <= report.rechecked <= 80  # about 1 in 3 of 120
     assert not (tmp_path / "out" / "engine-mismatch").exists()
+
+
+# --- the graph only when asked ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine", ["experta", "compiled"])
+def test_the_graph_and_the_explanations_are_built_only_when_asked(pair, engine):
+    """A cohort row reads decisions only: no graph is built and no condition is explained for it. What the graph
+    needs (the firings with their environments) is kept, and the graph is built from it on first use."""
+    rulebase = pair[0] if engine == "experta" else pair[1]
+    result = rulebase.evaluate(_scenario_documents(pair[0])[0][1])
+    result.to_json()
+    assert "graph" not in result.__dict__
+    plain = [f for f in result.firings if not f.compiled.rule.then.derive and f.compiled.rule.then.earliest_date is None]
+    assert plain and all("outcome" not in f.memo and "graph_texts" not in f.memo for f in plain)
+    assert all(f.env is not None for f in result.firings)
+    graph = result.graph
+    assert "graph" in result.__dict__ and graph.to_dict()["nodes"]
+    assert any("graph_texts" in f.memo for f in plain)

@@ -6,7 +6,6 @@ keeps its own engine per compiled rule base and reuses it for every patient (``r
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Mapping
@@ -165,8 +164,10 @@ def record_firing(state: RunState, compiled: CompiledRule, env: Env, fact_ids: d
     therapies = compiled.therapies
     firing.therapy = therapies[0]
     state.firings.append(firing)
-    for therapy in therapies[1:]:  # one record per therapy; they share everything else
-        state.firings.append(dataclasses.replace(firing, therapy=therapy))
+    for therapy in therapies[1:]:  # one record per therapy; they share everything else (the memo too)
+        state.firings.append(Firing(compiled, therapy, fact_ids, env, firing.missing_facts, firing.missing_paths,
+                                    firing.earliest_date, firing.date_unknown, firing.derived, firing.phase,
+                                    firing.memo))
     return firing.derived
 
 

@@ -192,7 +192,31 @@ def _compare(node: Compare) -> Compiled:
 
         return presence
     test = _tester(node)
-    if node.subject == "fact":  # the common case, read inline
+    target = node.value
+    if node.subject == "fact" and not (isinstance(target, str) and target == THERAPY_PLACEHOLDER):
+        name = node.name
+        if node.op in OPERATORS:  # the commonest node of all: fact, operator, literal — one call, no helpers
+            apply = OPERATORS[node.op]
+
+            def compare_fact_literal(env: Env, item: Any) -> Tri:
+                fact = env.facts.get(name)
+                if fact is None or not fact.known:
+                    return UNKNOWN
+                return TRUE if apply(fact.value, target) else FALSE
+
+            return compare_fact_literal
+        if node.op in ("in", "not_in"):
+            inside = TRUE if node.op == "in" else FALSE
+            outside = FALSE if node.op == "in" else TRUE
+
+            def fact_in(env: Env, item: Any) -> Tri:
+                fact = env.facts.get(name)
+                if fact is None or not fact.known:
+                    return UNKNOWN
+                return inside if fact.value in target else outside
+
+            return fact_in
+    if node.subject == "fact":
         name = node.name
 
         def compare_fact(env: Env, item: Any) -> Tri:

@@ -26,7 +26,7 @@ from ..rulebase.compile import (
 )
 from ..run import RunState, put_in_rule_order, record_firing, sections
 from ..tri import Tri
-from .conditions import Compiled, compile_condition
+from .conditions import TRUE, Compiled, compile_condition
 
 Fires = Callable[[Any], bool]
 
@@ -34,13 +34,20 @@ Fires = Callable[[Any], bool]
 class _Step:
     """One rule of the plan, ready to run: the facts it binds and the compiled test of whether it fires."""
 
-    __slots__ = ("compiled", "fires", "patterns", "single")
+    __slots__ = ("compiled", "condition", "env_key", "fires", "patterns", "single", "therapy")
 
-    def __init__(self, compiled: CompiledRule, fires: Fires) -> None:
+    def __init__(self, compiled: CompiledRule) -> None:
         self.compiled = compiled
-        self.fires = fires
+        # A plain rule fires when its compiled condition is met (tested inline); requirement rules and derivations
+        # have their own test.
+        rule = compiled.rule
+        plain = not rule.requires and not rule.then.derive and rule.when is not None
+        self.condition: Compiled | None = compile_condition(rule.when) if plain and rule.when is not None else None
+        self.fires = None if plain else _fires(compiled)
         self.patterns = compiled.patterns
         self.single = compiled.patterns[0] if len(compiled.patterns) == 1 else None
+        self.therapy = compiled.therapy
+        self.env_key = (compiled.patterns, self.therapy)
 
 
 class CompiledRunner:
@@ -50,7 +57,7 @@ class CompiledRunner:
         self.compiled = compiled
         self.has_phase2 = any(c.phase == 2 for c in compiled.compiled)
         self.order = {c.name: i for i, c in enumerate(compiled.compiled)}
-        self.steps = [_Step(c, _fires(c)) for c in _dependency_order(compiled.compiled)]
+        self.steps = [_Step(c) for c in _dependency_order(compiled.compiled)]
 
     def prepare(self) -> None:
         """Nothing to build per thread (the closures were built with the runner)."""
@@ -63,19 +70,25 @@ class CompiledRunner:
         for name, section in sections(table, self.compiled.loaded.vocabulary):
             declared[name] = section
             ids[name] = len(ids) + 1  # experta's fact 0 is its initial fact
-        waiting = self._pass(self.steps, state, declared, ids)
+        envs: dict[tuple[Any, ...], Any] = {}
+        waiting = self._pass(self.steps, state, declared, ids, envs)
         if self.has_phase2:
             state.phase = 2
             statuses: Mapping[str, str] = resolve_phase1(state)
             declared[STATUSES] = FactValue.of(STATUSES, dict(statuses))
             ids[STATUSES] = len(ids) + 1
-            self._pass(waiting, state, declared, ids)
+            self._pass(waiting, state, declared, ids, envs)
         put_in_rule_order(state, self.order)
         return state
 
     @staticmethod
-    def _pass(steps: list[_Step], state: RunState, declared: dict[str, Any], ids: dict[str, int]) -> list[_Step]:
-        """Test and fire, in order, every step whose facts are declared; return the steps still waiting."""
+    def _pass(steps: list[_Step], state: RunState, declared: dict[str, Any], ids: dict[str, int],
+              envs: dict[tuple[Any, ...], Any]) -> list[_Step]:
+        """Test and fire, in order, every step whose facts are declared; return the steps still waiting.
+
+        ``envs`` keeps one environment per (facts bound, therapy) for the evaluation: rules binding the same facts
+        see the same environment (as the rules binding the patient section alone share the section's, on experta).
+        """
         waiting = []
         for step in steps:
             single = step.single
@@ -84,13 +97,17 @@ class CompiledRunner:
                 if section is None:
                     waiting.append(step)
                     continue
-                env = section.env(step.compiled.therapy)
+                env = section.env(step.therapy)
             else:
-                if not all(p in declared for p in step.patterns):
-                    waiting.append(step)
-                    continue
-                env = step.compiled.env({p: {"name": p, "fv": declared[p]} for p in step.patterns})
-            if step.fires(env):
+                env = envs.get(step.env_key)
+                if env is None:
+                    if not all(p in declared for p in step.patterns):
+                        waiting.append(step)
+                        continue
+                    env = envs[step.env_key] = step.compiled.env(
+                        {p: {"name": p, "fv": declared[p]} for p in step.patterns})
+            condition = step.condition
+            if (condition(env, None) is TRUE) if condition is not None else step.fires(env):  # type: ignore[misc]
                 derived = record_firing(state, step.compiled, env, {p: ids[p] for p in step.patterns})
                 if derived is not None:
                     name = DERIVED_PREFIX + derived.name
