@@ -63,7 +63,9 @@ HASHED_COLUMNS = (
     "seq", "record_id", "kind", "recorded_at", "caller", "patient_id", "input_hash", "rulebase_version",
     "rulebase_hash", "decisions_json", "graph_json", "context_json", "prev_hash",
 )
-KINDS = frozenset({"evaluation", "feedback"})
+#: ``evaluation`` (the engine ran), ``feedback`` (CDS Hooks card feedback), ``refusal`` (a hook call refused
+#: without evaluating, e.g. FHIR data about another patient than context.patientId: no card was shown).
+KINDS = frozenset({"evaluation", "feedback", "refusal"})
 _WRITE = "radiopal_audit_write"
 
 
@@ -297,7 +299,7 @@ class AuditLog:
 
     def record_event(self, kind: str, *, caller: str, context: Mapping[str, Any],
                      patient_id: str | None = None, record_id: str | None = None) -> AuditEntry:
-        """Append a record that is not an evaluation (``feedback``); ``context`` holds its content."""
+        """Append a record that is not an evaluation (``feedback``, ``refusal``); ``context`` holds its content."""
         if kind not in KINDS or kind == "evaluation":
             raise ValueError(f"unknown audit record kind {kind!r}")
         values = {"kind": kind, "caller": caller, "patient_id": patient_id, "input_hash": None,

@@ -57,12 +57,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # a bug: one line and exit 3, as EngineError; RADIOPAL_DEBUG=1 shows the traceback
-        if os.environ.get("RADIOPAL_DEBUG"):
-            raise
-        print(f"radiopal: internal error: {type(exc).__name__}: {exc} — this is a bug in radiopal, please report it "
-              "(run with RADIOPAL_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 3
+    except ModuleNotFoundError as exc:
+        from ..extras import missing_extra
+
+        missing = missing_extra(exc, f"radiopal {args.command}")
+        if missing is None:
+            return _internal_error(exc)
+        for line in missing.lines():
+            print(f"radiopal: error: {line}", file=sys.stderr)
+        return missing.exit_code
+    except Exception as exc:
+        return _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> int:
+    """A bug: one line and exit 3, as EngineError; RADIOPAL_DEBUG=1 shows the traceback."""
+    if os.environ.get("RADIOPAL_DEBUG"):
+        raise exc
+    print(f"radiopal: internal error: {type(exc).__name__}: {exc} — this is a bug in radiopal, please report it "
+          "(run with RADIOPAL_DEBUG=1 for the traceback)", file=sys.stderr)
+    return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,6 +41,9 @@ def register(sub: Any) -> None:
 
 def _open(args: argparse.Namespace) -> Any:
     from ..audit import AuditLog, default_audit_db
+    from ..extras import require
+
+    require("radiopal audit", "sqlalchemy")
 
     return AuditLog(args.db or default_audit_db(), create=False)
 

@@ -76,7 +76,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the cohort audit and print where the results are."""
     from ..cohort.run import CohortOptions, run_cohort
+    from ..extras import require
 
+    require("radiopal cohort", "pyarrow", "matplotlib", *(() if args.serial else ("dask", "distributed")))
     options = CohortOptions(
         input=Path(args.input), output=Path(args.output), scheduler=args.scheduler, workers=args.workers,
         serial=args.serial, resume=args.resume, decisions=args.decisions, graphs=args.graphs,

@@ -61,6 +61,9 @@ def settings_from(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..extras import require
+
+    require("radiopal serve", "fastapi", "uvicorn", "httpx", "jwt", "cryptography", "sqlalchemy", "fhir.resources")
     settings = settings_from(args)
     if settings.no_auth:
         print(f"radiopal serve: WARNING: authentication is OFF (--no-auth); listening on loopback {settings.host} "

@@ -29,6 +29,7 @@ from .auth import Authenticator, Claims
 from .cards import DraftOrder, order_cards, patient_view_card, therapy_views
 from .errors import ServiceError
 from .feedback import parse_feedback
+from .identity import MAX_LISTED, Mismatch, describe, mismatches
 from .prefetch import MAPPED_TYPES, assemble_bundle, data_requirements, fetch_missing, prefetch_templates, unanswered
 from .settings import Settings
 
@@ -134,6 +135,10 @@ class CDSHooksService:
         orders: list[DraftOrder] = []
         exclude: list[str] = []
         if spec.hook != "patient-view":
+            drafts = context["draftOrders"].get("entry")
+            self._same_patient(spec, request, claims, (
+                (f"context.draftOrders.entry[{i}].resource", e.get("resource"), e.get("fullUrl"))
+                for i, e in enumerate(drafts if isinstance(drafts, list) else []) if isinstance(e, Mapping)))
             orders, exclude = self._draft_orders(context, request["hook"])
             if not any(o.therapies for o in orders):
                 return {"cards": []}  # no order radiopal decides on: nothing to evaluate, no data to ask for
@@ -148,12 +153,17 @@ class CDSHooksService:
             prefetch.update(fetch_missing(server, request.get("fhirAuthorization"), self.templates, missing, context,
                                           timeout=self.settings.fhir_timeout, allowed=self.settings.fhir_servers))
         assembled = assemble_bundle(prefetch, self.templates, exclude=exclude, server=request.get("fhirServer"))
+        self._same_patient(spec, request, claims, (
+            (origin + ".resource" if origin.endswith("]") else origin, e["resource"], e.get("fullUrl"))
+            for origin, e in zip(assembled.origins, assembled.bundle["entry"], strict=True)))
         result = self._evaluate(assembled)
 
         record_id = str(uuid.uuid4())
         report_url = self.url(f"/reports/{record_id}")
         if spec.hook == "patient-view":
-            cards = [patient_view_card(result, therapy_views(result), report_url=report_url)]
+            # No recorded malignancy: nothing to say, which is not an error (200, no card; audited as such).
+            cards = [patient_view_card(result, therapy_views(result), report_url=report_url)] \
+                if has_malignancy(result) else []
         else:
             ordered = {t for o in orders for t in o.therapies}
             cards = order_cards(result, therapy_views(result, ordered), orders, report_url=report_url)
@@ -163,6 +173,10 @@ class CDSHooksService:
             "fhirServer": request.get("fhirServer"), "fetched": missing, "auth": _auth(claims),
             "draftOrders": [{"ref": o.ref, "therapies": list(o.therapies)} for o in orders],
             "cards": [{"uuid": c["uuid"], "summary": c["summary"], "indicator": c["indicator"]} for c in cards],
+            "outcome": "evaluated-with-cards" if cards else "evaluated-with-no-cards",
+            "no_cards_reason": None if cards else (
+                "no recorded malignancy (no primary tumour and no bone disease in the FHIR data)"
+                if spec.hook == "patient-view" else "no card for the drafted order(s)"),
             "provenance": result.extra.get("provenance", {}),
             "fhir_warnings": result.extra.get("fhir_warnings", []),
         }
@@ -210,6 +224,29 @@ class CDSHooksService:
                 f"<pre>{html.escape(render_record(record))}</pre>")
 
     # --- steps -------------------------------------------------------------------------------------------------
+    def _same_patient(self, spec: ServiceSpec, request: Mapping[str, Any], claims: Claims | None,
+                      entries: Any) -> None:
+        """Refuse (HTTP 400, audited, no card) when the FHIR data is not shown to be about context.patientId.
+
+        400, not 412: the request contradicts itself (the chart open is one patient, the data another); no data
+        the service could fetch would make it answerable, and 412 tells a client the prefetch was merely missing.
+        """
+        patient_id = request["context"]["patientId"]
+        found: list[Mismatch] = mismatches(entries, patient_id)
+        if not found:
+            return
+        message = describe(found, patient_id)
+        context = request["context"]
+        self.audit.record_event("refusal", caller=_caller(claims), patient_id=patient_id, context={
+            "service": spec.id, "hook": request["hook"], "hookInstance": request["hookInstance"],
+            "userId": context.get("userId"), "encounterId": context.get("encounterId"),
+            "fhirServer": request.get("fhirServer"), "auth": _auth(claims), "reason": "patient-mismatch",
+            "contextPatientId": patient_id, "message": message,
+            "otherPatients": sorted({m.found for m in found if m.found is not None}),
+            "mismatches": len(found), "details": [m.to_dict() for m in found[:MAX_LISTED]],
+        })
+        raise ServiceError(400, "patient-mismatch", message, [m.to_dict() for m in found[:MAX_LISTED]])
+
     def _evaluate(self, assembled: Any) -> Any:
         from ..api import evaluate_fhir
 
@@ -260,6 +297,17 @@ class CDSHooksService:
             text = (concept.text or next((c.display for c in concept.coding or () if c.display), "")) if concept else ""
             orders.append(DraftOrder(entry.ref, tuple(dict.fromkeys(therapies)), str(text or "")))
         return orders, drafts
+
+
+def has_malignancy(result: Any) -> bool:
+    """Whether the evaluated record holds a malignancy: a primary tumour, or bone disease (metastases) of any kind.
+
+    A cancer coded in a way the code table does not know counts as none here (the mapping lists that Condition as
+    ignored, with its reason, in the audit record); a patient-view card is shown only for a recognised cancer.
+    """
+    data = result.patient.data
+    return bool(data.get("primary_tumour") or data.get("bone_disease")
+                or "bone_disease" in result.extra.get("provenance", {}))
 
 
 def _caller(claims: Claims | None) -> str:
