@@ -36,13 +36,15 @@ def register(subparsers: Any) -> None:
         "cohort",
         help="audit a whole cohort (Dask or serial): who could benefit, who is deferred, what data is missing",
         description="Evaluate every patient of INPUT — a folder of patient documents (YAML/JSON), a JSON Lines file "
-        "of them, or FHIR bulk-data NDJSON (a folder of <ResourceType>.ndjson files) — on a local Dask cluster, an "
-        "existing one (--scheduler), or in this process (--serial). Invalid records are reported in errors.jsonl "
-        "and the run goes on.",
+        "of them, or a FHIR Bulk Data export (a folder of NDJSON files such as Patient.ndjson, Observation.ndjson, "
+        ".ndjson.gz too, with or without the $export manifest; files are recognised by the resourceType inside) — on "
+        "a local Dask cluster, an existing one (--scheduler), or in this process (--serial). Invalid records are "
+        "reported in errors.jsonl (for NDJSON: file and line) and the run goes on.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("input", metavar="INPUT", help="folder of patient documents, .jsonl file, or FHIR NDJSON folder")
+    parser.add_argument("input", metavar="INPUT",
+                        help="folder of patient documents, .jsonl file, or FHIR Bulk Data export folder (or manifest)")
     parser.add_argument("-o", "--output", metavar="OUT_DIR", required=True, help="output folder (created if absent)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS",
@@ -68,7 +70,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--input-format", choices=("auto", "dir", "jsonl", "fhir"), default="auto",
                         help="input shape (default: detected from INPUT)")
     parser.add_argument("--evaluation-date", metavar="YYYY-MM-DD",
-                        help="FHIR input: the day every interval is counted to (default: today; kept by --resume)")
+                        help="FHIR input: the day every interval is counted to (default: the export manifest's "
+                        "transactionTime, else today; kept by --resume)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(func=run)
 

@@ -5,7 +5,8 @@ Lines file, or FHIR bulk-data NDJSON, and writes one row per patient and therapy
 table, the input errors, and a self-contained summary page whose headline is the under-use finding: patients for
 whom a radionuclide (or a bone-health agent) is recommended or eligible but none is in their treatment history.
 
-Modules: :mod:`.readers` (streaming inputs), :mod:`.evaluate` (worker side, rule base compiled once per process),
+Modules: :mod:`.record` (the record and reader base), :mod:`.readers` (streaming inputs), :mod:`.bulk` (FHIR
+Bulk Data exports), :mod:`.evaluate` (worker side, rule base compiled once per process),
 :mod:`.run` (driver: serial loop or Dask), :mod:`.outputs` (atomic parts, done-ledger, consolidation),
 :mod:`.summary` (the HTML page). Needs the ``cohort`` extra (dask[distributed], pandas, pyarrow, matplotlib, tqdm);
 importing this package imports none of them.

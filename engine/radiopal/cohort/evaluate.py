@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import RadiopalError, RulebaseError
-from .readers import Record
+from .record import Record
 
 if TYPE_CHECKING:
     from ..api import RuleBase
@@ -264,6 +264,11 @@ def _evaluate_record(record: Record, rulebase: RuleBase, config: BatchConfig) ->
             document = parse_patient(data, source=located.source)
         return rulebase.evaluate(document)
     except RadiopalError as exc:
+        if record.origins:  # FHIR bulk data: name the NDJSON file and line of each problem, not a Bundle entry
+            from .bulk import locate_problems
+
+            return _error(record, data, str(exc).replace("<bundle>", record.key, 1),
+                          locate_problems(exc, record.origins, record.key))
         return _error(record, data, str(exc), exc.lines() if exc.problems else [])
     except Exception as exc:  # a bug must not stop a population run: report it with its place and go on
         where = traceback.extract_tb(exc.__traceback__)[-1]

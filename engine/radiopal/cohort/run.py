@@ -240,10 +240,11 @@ def _inside(child: Path, parent: Path) -> bool:
 
 
 def _evaluation_date(options: CohortOptions, reader: Reader) -> str | None:
-    """FHIR bulk data has no Bundle timestamp: every interval is counted to one date (given, or today)."""
+    """FHIR bulk data has no Bundle timestamp: every interval is counted to one date — the one given, else the
+    export's own (the manifest's transactionTime), else today."""
     if reader.format != "fhir":
         return None
-    return options.evaluation_date or dt.date.today().isoformat()
+    return options.evaluation_date or reader.default_evaluation_date or dt.date.today().isoformat()
 
 
 def _pending_batches(reader: Reader, batch_size: int, done: set[int], folder: OutputFolder, state: _RunState,

@@ -30,7 +30,7 @@ from .observations import map_observations
 from .parse import ParsedBundle, read_bundle
 from .procedures import map_procedures
 
-__all__ = ["SCHEMA_VERSION", "MappedDocument", "bundle_to_document"]
+__all__ = ["MAPPED_TYPES", "SCHEMA_VERSION", "MappedDocument", "bundle_to_document"]
 
 SCHEMA_VERSION = "1.0"
 _SUBJECT_ELEMENT = {
@@ -39,6 +39,9 @@ _SUBJECT_ELEMENT = {
     "AllergyIntolerance": "patient",
 }
 _SEX = {"male": "male", "female": "female"}
+#: Resource types the mapping reads: the Patient, the clinical resources above, and the Medications they refer to.
+#: The CDS Hooks prefetch and the cohort's Bulk Data reader leave every other type out.
+MAPPED_TYPES = frozenset({"Patient", "Medication", *_SUBJECT_ELEMENT})
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..fhir.codes import CodeTable
+from ..fhir.mapping import MAPPED_TYPES  # resource types the mapper reads; others are left out of the Bundle
 from .errors import ServiceError
 
 __all__ = [
@@ -73,9 +74,6 @@ SEARCHES: dict[str, tuple[str, frozenset[str]]] = {
     "procedures": ("Procedure", frozenset({"ebrt", "radionuclides"})),
     "allergies": ("AllergyIntolerance", frozenset({"hypersensitivity"})),
 }
-#: Resource types the mapper reads; anything else in a prefetch answer is left out of the Bundle.
-MAPPED_TYPES = frozenset({"Patient", "Observation", "Condition", "Medication", "Procedure", "AllergyIntolerance",
-                          *MEDICATION_RESOURCES})
 MAX_PAGES = 20
 
 
