@@ -67,7 +67,7 @@ def resolve_statuses(state: RunState, catalogue: Catalogue) -> dict[str, str]:
         if status and firing.therapy in best:
             current = best[firing.therapy]
             if current is None or _RANK[status] < _RANK[current]:
-                best[firing.therapy] = status  # type: ignore[index]
+                best[firing.therapy] = status
     return {therapy: status or DEFAULT_STATUS for therapy, status in best.items()}
 
 
@@ -84,7 +84,7 @@ def _decide_one(therapy: str, firings: list[Firing]) -> Decision:
     proposals = [f for f in firings if f.compiled.rule.then.status]
     if not proposals:
         return Decision(therapy, DEFAULT_STATUS, is_default=True)
-    status = min((f.compiled.rule.then.status for f in proposals), key=rank)  # type: ignore[arg-type]
+    status = min((f.compiled.rule.then.status or "" for f in proposals), key=rank)  # proposals all carry a status
     deciding = [f for f in proposals if f.compiled.rule.then.status == status]
     indication = [f for f in proposals if f.compiled.rule.then.status in POSITIVE]
     overridden = [f for f in proposals if f.compiled.rule.then.status != status]

@@ -70,6 +70,12 @@ class RuleBaseView(Protocol):
     @property
     def catalogue(self) -> Catalogue: ...
 
+    @property
+    def rules(self) -> tuple[Rule, ...]: ...
+
+    @property
+    def folder(self) -> str: ...
+
     #: Per-rule attributes of reasoning-graph rule nodes, filled by the graph builder once per rule.
     rule_node_attributes: dict[str, dict[str, Any]]
 
@@ -176,7 +182,7 @@ def _outcome_texts(firing: Firing) -> tuple[list[dict[str, Any]], dict[str, str]
                 text = f"{node.op} {node.threshold_text()}: {o.value.value}"
                 labels[node.name] = (labels[node.name] + "; " + text) if node.name in labels else text
         texts = firing.memo["graph_texts"] = (lines, labels)
-    return texts  # type: ignore[no-any-return]
+    return texts
 
 
 def build_graph(result: Result) -> ReasoningGraph:

@@ -127,7 +127,7 @@ def _compile_files(files: tuple[tuple[str, bytes], ...], load_rulebase: Any) -> 
     with tempfile.TemporaryDirectory(prefix="radiopal-rules-") as tmp:
         for name, data in files:
             (Path(tmp) / name).write_bytes(data)
-        return load_rulebase(tmp)  # type: ignore[no-any-return]
+        return load_rulebase(tmp)
 
 
 def rulebase_for(snapshot: RuleSnapshot, engine: str = "experta") -> RuleBase:

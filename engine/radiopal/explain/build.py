@@ -438,6 +438,7 @@ class _Builder:
             if known and item is not None:
                 raw = item.get(node.name)
                 if subject == "days_since_field":
+                    assert raw is not None, "a known days_since_field outcome read a date"
                     item_.date = raw.isoformat()
                     item_.value, item_.value_raw = f"{observed} days (since {item_.date})", observed
                     item_.flips_on = _flip_date(raw, op, target, result)

@@ -156,7 +156,7 @@ def _check_subjects(entries: tuple[Entry, ...], patient: Entry | None, refs: Ref
         element = _SUBJECT_ELEMENT.get(entry.type)
         ref = getattr(entry.resource, element, None) if element else None
         reference = ref.reference if ref is not None else None
-        if reference and not _refers_to(reference, patient, refs):
+        if element and reference and not _refers_to(reference, patient, refs):
             sink.error(f"{element} {reference!r} is not the Bundle's patient ({patient.ref})",
                        entry.path(element, "reference"))
 
