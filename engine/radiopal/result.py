@@ -93,6 +93,12 @@ class Result:
     rulebase: RuleBaseView
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def warnings(self) -> list[dict[str, str]]:
+        """Input problems that did not stop the evaluation (contract §D): ``{source, element, message}`` per value of
+        a FHIR record that could not be used; ``[]`` for a contract document."""
+        return list(self.extra.get("fhir_warnings", ()))
+
     def decision(self, therapy: str) -> Decision:
         """The decision for one therapy id."""
         for d in self.decisions:
@@ -114,9 +120,9 @@ class Result:
                 "earliest_date": d.earliest_date.isoformat() if d.earliest_date else None,
                 "dose_mg": d.dose_mg,
                 "reasons": list(d.reasons),
+                "dose_reasons": list(d.dose_reasons),
+                "unverified": d.unverified,
             }
-            if d.unverified:
-                item["unverified"] = True
             decisions.append(item)
         advisories = []
         for a in self.advisories:
@@ -125,8 +131,8 @@ class Result:
                 adv["therapy"] = a.therapy
             adv["rule"] = a.rule
             adv["text"] = a.text
-            if a.unverified:
-                adv["unverified"] = True
+            adv["severity"] = a.severity
+            adv["unverified"] = a.unverified
             advisories.append(adv)
         normalised = {key: _plain(self.facts.value(fact)) for key, fact in NORMALISED}
         return {
@@ -137,6 +143,7 @@ class Result:
             "advisories": advisories,
             "missing_data": list(self.missing_data),
             "normalised": normalised,
+            "warnings": [dict(w) for w in self.warnings],
             "rulebase": {"version": self.rulebase.version, "hash": self.rulebase.digest},
             "disclaimer": DISCLAIMER,
         }
@@ -160,6 +167,11 @@ def _plain(value: Any) -> Any:
 def _rule_node_id(firing: Firing) -> str:
     rule = firing.compiled.rule
     return f"rule:{rule.key}" + (f"@{firing.therapy}" if firing.therapy else "")
+
+
+def condition_lines(firing: Firing) -> list[dict[str, Any]]:
+    """Each comparison of the firing's condition: ``{id, test, result, observed, fact}`` (copies, safe to change)."""
+    return [dict(line) for line in _outcome_texts(firing)[0]]
 
 
 def _outcome_texts(firing: Firing) -> tuple[list[dict[str, Any]], dict[str, str]]:
