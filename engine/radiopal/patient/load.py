@@ -63,14 +63,13 @@ def parse_patient(data: Any, *, source: SourceMap | None = None) -> PatientDocum
     the dict) are read as their ISO text; a ``datetime`` (a time of day) is not a contract date and stays an error.
     """
     source = source or SourceMap("<patient>")
-    if isinstance(data, Mapping):
-        data = _iso_dates(data)
     if not isinstance(data, Mapping):
         raise InputError(
             f"{source.file}: expected a mapping (a patient document), got {type(data).__name__}",
             [Problem(f"expected a mapping (a patient document), got {type(data).__name__}", file=source.file)],
         )
-    found = _impossible_values(data, source)
+    found = _impossible_values(data, source)  # first: it refuses nesting deeper than MAX_DEPTH without recursing
+    data = _iso_dates(data)
     found += _date_range(data, source) + schemacheck.problems(data, "patient", source=source)
     if found:
         raise InputError(f"{source.file}: invalid patient document", found)
