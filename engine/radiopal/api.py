@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from .catalogue import Catalogue, load_catalogue
-from .patient.facts import build_facts
+from .compiled import CompiledRunner
+from .errors import RulebaseError
+from .patient.facts import FactTable, build_facts
 from .patient.load import PatientDocument, load_patient, parse_patient
 from .resolve import collect_advisories, decide, missing_data, resolve_statuses
 from .resources import rules_dir
 from .result import Result
-from .rulebase.compile import CompiledRuleBase, compile_rules
+from .rulebase.compile import CompiledRuleBase, compile_rules, plan_rules, planned_rulebase
 from .rulebase.load import LoadedRules, load_rules
 from .rulebase.model import Rule
 from .run import Runner, on_fire
@@ -22,20 +24,41 @@ from .vocabulary import Vocabulary
 __all__ = ["RuleBase", "evaluate_fhir", "load_patient", "load_rulebase"]
 
 
+#: The evaluation paths (README, "Two evaluation paths"): experta is the engine of record.
+ENGINES = ("experta", "compiled")
+
+
 class RuleBase:
     """A compiled rule base. Build it with :func:`load_rulebase`; call :meth:`evaluate` per patient.
 
-    One instance can serve many threads at once: each thread gets its own experta engine.
+    One instance can serve many threads at once: on experta each thread gets its own engine; the compiled path keeps
+    no per-thread state.
     """
 
-    def __init__(self, loaded: LoadedRules, *, streamlined: bool = True) -> None:
-        """Compile ``loaded``. ``streamlined=False`` runs on experta's own, slower RETE nodes (a reference for tests)."""
+    def __init__(self, loaded: LoadedRules, *, streamlined: bool = True, engine: str = "experta") -> None:
+        """Compile ``loaded`` for ``engine`` (``"experta"``, the engine of record, or ``"compiled"``).
+
+        ``streamlined=False`` runs experta on its own, slower RETE nodes (a reference for tests).
+        Raises :class:`radiopal.RulebaseError` for an unknown engine.
+        """
+        if engine not in ENGINES:
+            raise RulebaseError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")
         self.loaded = loaded
-        self.compiled: CompiledRuleBase = compile_rules(loaded, on_fire, streamlined=streamlined)
-        self._runner = Runner(self.compiled)
+        self.engine = engine
+        self._runner: Runner | CompiledRunner
+        if engine == "compiled":
+            self.compiled: CompiledRuleBase = planned_rulebase(loaded, plan_rules(loaded))
+            self._runner = CompiledRunner(self.compiled)
+        else:
+            self.compiled = compile_rules(loaded, on_fire, streamlined=streamlined)
+            self._runner = Runner(self.compiled)
         #: Per-rule attributes of reasoning-graph rule nodes (filled by the graph builder, once per rule).
         self.rule_node_attributes: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+
+    def on_engine(self, engine: str) -> RuleBase:
+        """This rule base (the same loaded rules) compiled for ``engine``; ``self`` when it already is."""
+        return self if engine == self.engine else RuleBase(self.loaded, engine=engine)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -67,9 +90,10 @@ class RuleBase:
     def prepare(self) -> None:
         """Build this thread's experta engine (its RETE network) now, so the first evaluation does not pay for it.
 
-        Each thread builds its own engine on first use; a server calls this at start-up.
+        Each thread builds its own engine on first use; a server calls this at start-up. (Nothing to do on the
+        compiled path.)
         """
-        self._runner._engine()
+        self._runner.prepare()
 
     def evaluate(self, patient: PatientDocument | Mapping[str, Any] | str | Path) -> Result:
         """Decide every therapy for one patient (a validated document, a dict following contract §A, or a path).
@@ -77,7 +101,11 @@ class RuleBase:
         Raises :class:`radiopal.InputError` for an invalid document.
         """
         doc = _as_document(patient)
-        table = build_facts(doc, self.vocabulary)
+        return self.evaluate_facts(doc, build_facts(doc, self.vocabulary))
+
+    def evaluate_facts(self, doc: PatientDocument, table: FactTable) -> Result:
+        """Decide every therapy from a fact table already built for ``doc`` (what :meth:`evaluate` does after
+        reading the document; the differential tests feed both paths hand-made tables, e.g. exact thresholds)."""
         state = self._runner.run(table, lambda s: resolve_statuses(s, self.catalogue))
         decisions = decide(state, self.catalogue)
         return Result(doc, table, state, decisions, collect_advisories(state, self.catalogue),
@@ -92,15 +120,18 @@ def _as_document(patient: PatientDocument | Mapping[str, Any] | str | Path) -> P
     return parse_patient(patient)
 
 
-def load_rulebase(path: str | Path | None = None, *, kb: str | Path | None = None) -> RuleBase:
+def load_rulebase(path: str | Path | None = None, *, kb: str | Path | None = None,
+                  engine: str = "experta") -> RuleBase:
     """Parse, validate, type-check and compile a rule base (default: the shipped ``rules/``).
 
-    ``kb`` selects another knowledge-base folder for the catalogue (default: the shipped ``kb/``).
-    Raises :class:`radiopal.RulebaseError` with file:line:column for every authoring problem.
+    ``kb`` selects another knowledge-base folder for the catalogue (default: the shipped ``kb/``). ``engine`` picks
+    the evaluation path: ``"experta"`` (default, the engine of record) or ``"compiled"`` (the same decisions, graphs
+    and explanations, faster; see README). Raises :class:`radiopal.RulebaseError` with file:line:column for every
+    authoring problem.
     """
     catalogue = load_catalogue(kb) if kb is not None else None
     loaded = load_rules(path if path is not None else rules_dir(), catalogue=catalogue)
-    return RuleBase(loaded)
+    return RuleBase(loaded, engine=engine)
 
 
 _default: RuleBase | None = None

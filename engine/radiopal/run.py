@@ -6,7 +6,6 @@ keeps its own engine per compiled rule base and reuses it for every patient (``r
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Mapping
@@ -83,9 +82,14 @@ class Runner:
     def _engine(self) -> Any:
         engine = getattr(self._local, "engine", None)
         if engine is None:
+            assert self.compiled.engine_class is not None, "an experta Runner needs the experta engine class"
             engine = self.compiled.engine_class()
             self._local.engine = engine
         return engine
+
+    def prepare(self) -> None:
+        """Build this thread's experta engine now (its RETE network)."""
+        self._engine()
 
     def run(self, table: FactTable, resolve_phase1: Any) -> RunState:
         """Fire every rule that applies to ``table``. ``resolve_phase1(state)`` gives statuses before phase 2."""
@@ -95,13 +99,8 @@ class Runner:
         engine.reset()
         engine._radiopal_state = state
         try:
-            sections: dict[str, dict[str, FactValue]] = {}
-            vocab = self.compiled.loaded.vocabulary
-            for fv in list(table):
-                sections.setdefault(vocab[fv.name].group, {})[fv.name] = fv
-            for group in sorted(sections):
-                name = SECTION_PREFIX + group
-                engine.declare(datum(name=name, fv=Section(name, sections[group], table.evaluation_date)))
+            for name, section in sections(table, self.compiled.loaded.vocabulary):
+                engine.declare(datum(name=name, fv=section))
             engine.run()
             if self.has_phase2:
                 state.phase = 2
@@ -110,11 +109,27 @@ class Runner:
                 engine.run()
         finally:
             engine._radiopal_state = None
-        # experta's agenda order among equal keys depends on hashes that vary between processes; the firings are
-        # put in rule-base order so that everything built from them (explanations, graphs) is byte-stable.
-        order = self.order
-        state.firings.sort(key=lambda f: (order[f.compiled.name], f.therapy or ""))
+        put_in_rule_order(state, self.order)
         return state
+
+
+def sections(table: FactTable, vocabulary: Any) -> list[tuple[str, Section]]:
+    """The patient's facts grouped by vocabulary group, one :class:`Section` per group, in name order: the facts
+    declared before phase 1 (both paths)."""
+    grouped: dict[str, dict[str, FactValue]] = {}
+    for fv in list(table):
+        grouped.setdefault(vocabulary[fv.name].group, {})[fv.name] = fv
+    return [(SECTION_PREFIX + group, Section(SECTION_PREFIX + group, grouped[group], table.evaluation_date))
+            for group in sorted(grouped)]
+
+
+def put_in_rule_order(state: RunState, order: Mapping[str, int]) -> None:
+    """Sort the firings by rule-base order, then therapy.
+
+    experta's agenda order among equal keys depends on hashes that vary between processes; the firings are put in
+    rule-base order so that everything built from them (explanations, graphs) is byte-stable, on either path.
+    """
+    state.firings.sort(key=lambda f: (order[f.compiled.name], f.therapy or ""))
 
 
 def on_fire(engine: Any, compiled: CompiledRule, bindings: Mapping[str, Any]) -> None:
@@ -122,8 +137,15 @@ def on_fire(engine: Any, compiled: CompiledRule, bindings: Mapping[str, Any]) ->
     state: RunState | None = getattr(engine, "_radiopal_state", None)
     if state is None:  # pragma: no cover - only if experta fires outside run()
         raise EngineError(f"rule {compiled.rule.key} fired outside an evaluation")
-    env = compiled.env(bindings)
     fact_ids = {d["name"]: int(d["__factid__"]) for d in bindings.values()}  # the experta facts this firing used
+    derived = record_firing(state, compiled, compiled.env(bindings), fact_ids)
+    if derived is not None:
+        engine.declare(engine.__class__._radiopal_datum(name=DERIVED_PREFIX + derived.name, fv=derived))
+
+
+def record_firing(state: RunState, compiled: CompiledRule, env: Env, fact_ids: dict[str, int]) -> FactValue | None:
+    """Append the firing records of ``compiled`` (one per therapy) to ``state``; return the fact it derived, if any,
+    for the caller to declare. The one place a firing's content is computed, whichever path fired it."""
     firing = Firing(compiled, None, fact_ids, env, phase=state.phase)
     rule = compiled.rule
     if rule.requires:
@@ -137,14 +159,16 @@ def on_fire(engine: Any, compiled: CompiledRule, bindings: Mapping[str, Any]) ->
         if rule.then.derive:
             firing.derived = _derived_fact(rule.then.derive, firing.outcome)
             state.table.facts[firing.derived.name] = firing.derived
-            engine.declare(engine.__class__._radiopal_datum(name=DERIVED_PREFIX + firing.derived.name, fv=firing.derived))
         elif rule.then.earliest_date is not None:
             firing.earliest_date, firing.date_unknown = _earliest(rule.then.earliest_date, env, firing.outcome)
     therapies = compiled.therapies
     firing.therapy = therapies[0]
     state.firings.append(firing)
-    for therapy in therapies[1:]:  # one record per therapy; they share everything else
-        state.firings.append(dataclasses.replace(firing, therapy=therapy))
+    for therapy in therapies[1:]:  # one record per therapy; they share everything else (the memo too)
+        state.firings.append(Firing(compiled, therapy, fact_ids, env, firing.missing_facts, firing.missing_paths,
+                                    firing.earliest_date, firing.date_unknown, firing.derived, firing.phase,
+                                    firing.memo))
+    return firing.derived
 
 
 def _derived_fact(name: str, outcome: Outcome) -> FactValue:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import add_rules_option
+from ._common import add_engine_option, add_rules_option
 
 EPILOG = """\
 outputs in OUT_DIR:
@@ -60,6 +60,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--graphs", action="store_true",
                         help="also write each patient's reasoning graph to OUT_DIR/graphs/ (implies --decisions)")
     add_rules_option(parser)
+    add_engine_option(parser, default="compiled")
+    parser.add_argument("--recheck-every", metavar="N", type=int, default=500,
+                        help="with --engine compiled, re-evaluate about 1 record in N on experta and stop the run "
+                             "at the first difference, writing both results to OUT_DIR/engine-mismatch/ "
+                             "(default 500; 0 = off)")
     parser.add_argument("--batch-size", metavar="N", type=int, default=250,
                         help="patients per task and per part file (default 250; fixed for a run, kept by --resume)")
     parser.add_argument("--input-format", choices=("auto", "dir", "jsonl", "fhir"), default="auto",
@@ -81,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         input=Path(args.input), output=Path(args.output), scheduler=args.scheduler, workers=args.workers,
         serial=args.serial, resume=args.resume, decisions=args.decisions, graphs=args.graphs,
         rules=Path(args.rules) if args.rules else None, batch_size=args.batch_size, input_format=args.input_format,
-        evaluation_date=args.evaluation_date, progress=not args.no_progress,
+        evaluation_date=args.evaluation_date, progress=not args.no_progress, engine=args.engine,
+        recheck_every=args.recheck_every,
     )
     previous = _terminate_as_interrupt()
     try:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from ._common import add_engine_option
+
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
@@ -20,6 +22,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--scenarios", nargs="+", metavar="PATH", default=[],
                         help="scenario files or folders (or plain patient documents) to re-decide with both")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
+    add_engine_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -28,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..api import load_rulebase
     from ..diff import diff_rulebases
 
-    report = diff_rulebases(load_rulebase(args.old), load_rulebase(args.new), args.scenarios)
+    report = diff_rulebases(load_rulebase(args.old, engine=args.engine), load_rulebase(args.new, engine=args.engine),
+                            args.scenarios)
     sys.stdout.write(report.to_json() if args.format == "json" else report.to_text())
     return 0

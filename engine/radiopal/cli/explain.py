@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..fileio import write_atomic
-from ._common import add_rules_option
+from ._common import add_engine_option, add_rules_option
 from .recommend import load_patient_argument
 
 
@@ -27,6 +27,7 @@ def register(sub: Any) -> None:
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     parser.add_argument("--fhir", action="store_true", help="PATIENT is a FHIR R4 Bundle (JSON)")
     add_rules_option(parser)
+    add_engine_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from ..api import load_rulebase
     from ..explain import check_therapy, explain, render_html, render_text
 
-    rulebase = load_rulebase(args.rules)
+    rulebase = load_rulebase(args.rules, engine=args.engine)
     if args.therapy is not None:
         check_therapy(rulebase.catalogue, args.therapy)  # before the patient is read: a typo fails fast
     result = _evaluate(rulebase, args)

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import DISCLAIMER
 from ..fileio import write_atomic
-from ._common import add_rules_option
+from ._common import add_engine_option, add_rules_option
 
 
 def register(sub: Any) -> None:
@@ -23,6 +23,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--audit-db", metavar="PATH",
                         help="also record the evaluation in this audit log (SQLite file or SQLAlchemy URL; default off)")
     add_rules_option(parser)
+    add_engine_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -40,7 +41,7 @@ def load_patient_argument(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from ..api import evaluate_fhir, load_rulebase
 
-    rulebase = load_rulebase(args.rules)
+    rulebase = load_rulebase(args.rules, engine=args.engine)
     # With --fhir, evaluate_fhir keeps the resource id and fullUrl of every input on the graph.
     result = evaluate_fhir(args.patient, rulebase) if args.fhir else rulebase.evaluate(load_patient_argument(args))
     if args.audit_db:

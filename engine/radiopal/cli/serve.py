@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from ._common import add_rules_option
+from ._common import add_engine_option, add_rules_option
 
 
 def register(sub: Any) -> None:
@@ -22,6 +22,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     add_rules_option(parser)
+    add_engine_option(parser)
     parser.add_argument("--audit-db", metavar="PATH",
                         help="audit log: SQLite file or SQLAlchemy URL (default $RADIOPAL_AUDIT_DB or radiopal-audit.db)")
     parser.add_argument("--jwks", metavar="URL|FILE", help="JSON Web Key Set of the EHR(s): an https URL or a file")
@@ -53,7 +54,8 @@ def settings_from(args: argparse.Namespace) -> Any:
     settings = Settings(host=args.host, port=args.port, rules=args.rules, audit_db=args.audit_db, jwks=args.jwks,
                         issuers=tuple(args.issuer), no_auth=args.no_auth, base_url=args.base_url,
                         max_body_bytes=args.max_body, evaluation_date=args.evaluation_date,
-                        fhir_servers=tuple(args.fhir_server), fhir_timeout=args.fhir_timeout)
+                        fhir_servers=tuple(args.fhir_server), fhir_timeout=args.fhir_timeout,
+                        engine=args.engine)
     settings.check()
     return settings
 

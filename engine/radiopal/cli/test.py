@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ._common import add_rules_option
+from ._common import add_engine_option, add_rules_option
 
 
 def register(sub: Any) -> None:
@@ -18,6 +18,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--coverage", metavar="OUT", nargs="?", const="coverage.json",
                         help="also report rule and condition coverage (JSON written to OUT, default coverage.json)")
     add_rules_option(parser)
+    add_engine_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from ..api import load_rulebase
     from ..scenarios import format_failure, run_scenarios
 
-    rulebase = load_rulebase(args.rules)
+    rulebase = load_rulebase(args.rules, engine=args.engine)
     outcomes = run_scenarios(args.paths, rulebase)
     passed = sum(1 for o in outcomes if o.passed)
     failed = len(outcomes) - passed

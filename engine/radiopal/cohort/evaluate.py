@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import traceback
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     from ..result import Result
 
 __all__ = ["BONE_HEALTH_AGENTS", "PATIENT_COLUMNS", "POSITIVE", "RADIONUCLIDES", "THERAPY_COLUMNS", "BatchConfig",
-           "BatchResult", "RuleSnapshot", "compile_count", "evaluate_batch", "rulebase_for", "safe_name",
-           "snapshot_rules"]
+           "BatchResult", "RuleSnapshot", "compile_count", "evaluate_batch", "rechecked", "rulebase_for",
+           "safe_name", "snapshot_rules"]
 
 #: Radionuclides of the under-use finding (contract §B.3, without the investigational sn117m).
 RADIONUCLIDES: Final = ("sr89", "sm153", "ra223", "re186", "re188", "p32")
@@ -68,6 +69,10 @@ class BatchConfig:
     decisions: bool = False
     graphs: bool = False
     evaluation_date: str | None = None
+    #: The evaluation path of the run ("compiled" for cohorts; "experta" evaluates everything on the engine of record).
+    engine: str = "compiled"
+    #: On the compiled path, re-evaluate about one record in N on experta and compare (0: never).
+    recheck_every: int = 500
 
 
 @dataclass
@@ -83,6 +88,9 @@ class BatchResult:
     pid: int = 0
     compiles: int = 0
     seconds: float = 0.0
+    rechecked: int = 0
+    #: The first record whose re-check on experta differed: key, patient id, and both paths' outputs.
+    mismatch: dict[str, Any] | None = None
 
 
 _LOCK = threading.Lock()
@@ -122,18 +130,18 @@ def _compile_files(files: tuple[tuple[str, bytes], ...], load_rulebase: Any) -> 
         return load_rulebase(tmp)  # type: ignore[no-any-return]
 
 
-def rulebase_for(snapshot: RuleSnapshot) -> RuleBase:
+def rulebase_for(snapshot: RuleSnapshot, engine: str = "experta") -> RuleBase:
     """The compiled rule base of ``snapshot`` in this process: compiled on first use, then cached by digest.
 
     The rule folder is compiled in place when it still holds the snapshot's rules (so rule locations name the real
     files); otherwise the snapshot's bytes are compiled. A digest that does not match is an error, never a silent mix
-    of rule versions.
+    of rule versions. ``engine`` picks the evaluation path (the rules are read and checked once for both).
     """
     global _COMPILES
     with _LOCK:
         cached = _CACHE.get(snapshot.digest)
         if cached is not None:
-            return cached
+            return _on_engine(cached, snapshot.digest, engine)
         from ..api import load_rulebase
         from ..rulebase.load import rule_files
 
@@ -151,7 +159,18 @@ def rulebase_for(snapshot: RuleSnapshot) -> RuleBase:
             raise RulebaseError(f"rule base digest mismatch on worker {os.getpid()}: "
                                 f"{rulebase.digest} != {snapshot.digest}")
         _CACHE[snapshot.digest] = rulebase
+        return _on_engine(rulebase, snapshot.digest, engine)
+
+
+def _on_engine(rulebase: RuleBase, digest: str, engine: str) -> RuleBase:
+    """``rulebase`` on ``engine``, built once per process (the caller holds the lock)."""
+    if rulebase.engine == engine:
         return rulebase
+    key = f"{digest}#{engine}"
+    other = _CACHE.get(key)
+    if other is None:
+        other = _CACHE[key] = rulebase.on_engine(engine)
+    return other
 
 
 def compile_count() -> int:
@@ -160,16 +179,28 @@ def compile_count() -> int:
 
 
 def evaluate_batch(index: int, records: list[Record], config: BatchConfig, snapshot: RuleSnapshot) -> BatchResult:
-    """Evaluate every record of one batch, in order; invalid records become error entries."""
+    """Evaluate every record of one batch, in order; invalid records become error entries.
+
+    On the compiled path, the records :func:`rechecked` picks are evaluated on experta too; the first difference ends
+    the batch with :attr:`BatchResult.mismatch` set (the driver stops the run and writes both results out).
+    """
     started = time.perf_counter()
-    rulebase = rulebase_for(snapshot)
+    rulebase = rulebase_for(snapshot, config.engine)
+    reference = rulebase_for(snapshot, "experta") if config.engine != "experta" and config.recheck_every else None
     version = rulebase.version
     therapies: dict[str, list[Any]] = {name: [] for name in THERAPY_COLUMNS}
     patients: dict[str, list[Any]] = {name: [] for name in PATIENT_COLUMNS}
     errors: list[dict[str, Any]] = []
     files: list[tuple[str, str, str]] = []
+    checked = 0
     for record in records:
         outcome = _evaluate_record(record, rulebase, config)
+        if reference is not None and rechecked(record.key, config.recheck_every):
+            checked += 1
+            mismatch = _recheck(record, outcome, reference, config)
+            if mismatch is not None:
+                return BatchResult(index, [r.key for r in records], therapies, patients, errors, files, os.getpid(),
+                                   compile_count(), time.perf_counter() - started, checked, mismatch)
         if isinstance(outcome, dict):
             errors.append(outcome)
             continue
@@ -180,7 +211,36 @@ def evaluate_batch(index: int, records: list[Record], config: BatchConfig, snaps
             if config.graphs:
                 files.append(("graphs", name, outcome.graph.to_json()))
     return BatchResult(index, [r.key for r in records], therapies, patients, errors, files, os.getpid(),
-                       compile_count(), time.perf_counter() - started)
+                       compile_count(), time.perf_counter() - started, checked)
+
+
+def rechecked(key: str, every: int) -> bool:
+    """Whether the record ``key`` is one of the ~1 in ``every`` re-checked on experta (by a hash of its key: the same
+    records whatever the batching, the worker count or a --resume)."""
+    return every > 0 and zlib.crc32(key.encode("utf-8")) % every == 0
+
+
+def _recheck(record: Record, outcome: Result | dict[str, Any], reference: RuleBase,
+             config: BatchConfig) -> dict[str, Any] | None:
+    """Evaluate ``record`` on experta and compare with ``outcome``: None when they agree, else both results."""
+    expected = _evaluate_record(record, reference, config)
+    ours, theirs = _comparable(outcome), _comparable(expected)
+    if ours == theirs:
+        return None
+    patient_id = outcome.patient.patient_id if not isinstance(outcome, dict) else outcome.get("patient_id")
+    return {"key": record.key, "source": record.source, "line": record.line or None, "patient_id": patient_id,
+            "engine": config.engine, "result": ours, "experta": theirs}
+
+
+def _comparable(outcome: Result | dict[str, Any]) -> dict[str, Any]:
+    """What the re-check compares: the decision document and every firing (rule, therapy, phase, date, missing
+    data), or the error entry of a record that failed."""
+    if isinstance(outcome, dict):
+        return {"error": outcome}
+    firings = [{"rule": f.compiled.rule.key, "therapy": f.therapy, "phase": f.phase,
+                "earliest_date": f.earliest_date.isoformat() if f.earliest_date else None,
+                "missing": list(f.missing_paths)} for f in outcome.firings]
+    return {"decisions": json.loads(outcome.to_json()), "firings": firings}
 
 
 def _evaluate_record(record: Record, rulebase: RuleBase, config: BatchConfig) -> Result | dict[str, Any]:

@@ -65,6 +65,10 @@ class CohortOptions:
     progress: bool = True
     max_in_flight: int | None = None
     log: Callable[[str], None] | None = None
+    #: The evaluation path: "compiled" (default for cohorts) re-checked on experta, or "experta" for everything.
+    engine: str = "compiled"
+    #: Re-check about one record in N of the compiled path on experta (0: off).
+    recheck_every: int = 500
 
 
 @dataclass
@@ -87,6 +91,8 @@ class CohortReport:
     underuse_radionuclide: int = 0
     underuse_bone_health: int = 0
     compiles: dict[int, int] = field(default_factory=dict)
+    engine: str = "compiled"
+    rechecked: int = 0
 
     @property
     def summary_path(self) -> Path:
@@ -110,7 +116,8 @@ def run_cohort(options: CohortOptions) -> CohortReport:
             "input_format": reader.format, "batch_size": options.batch_size,
             "evaluation_date": _evaluation_date(options, reader),
             "rulebase": {"version": snapshot.version, "digest": snapshot.digest, "folder": snapshot.folder},
-            "options": {"decisions": options.decisions or options.graphs, "graphs": options.graphs},
+            "options": {"decisions": options.decisions or options.graphs, "graphs": options.graphs,
+                        "engine": options.engine, "recheck_every": options.recheck_every},
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "status": "running",
         }
         manifest, resumed = folder.prepare(manifest, resume=options.resume)
@@ -118,7 +125,8 @@ def run_cohort(options: CohortOptions) -> CohortReport:
         if resumed and batch_size != options.batch_size:
             log(f"radiopal cohort: resuming with the earlier run's batch size {batch_size}")
         config = BatchConfig(decisions=options.decisions or options.graphs, graphs=options.graphs,
-                             evaluation_date=manifest.get("evaluation_date"))
+                             evaluation_date=manifest.get("evaluation_date"), engine=options.engine,
+                             recheck_every=options.recheck_every)
         total = reader.count()
         done = folder.done_indexes() if resumed else set()
         state = _RunState(total=total)
@@ -127,6 +135,9 @@ def run_cohort(options: CohortOptions) -> CohortReport:
             batches = _pending_batches(reader, batch_size, done, folder, state, progress)
 
             def handle(result: BatchResult) -> None:
+                if result.mismatch is not None:
+                    raise _mismatch_error(result.mismatch, output)
+                state.rechecked += result.rechecked
                 folder.write_batch(result, snapshot.digest, state.contents.pop(result.index, ""))
                 state.evaluated += 1
                 state.compiles[result.pid] = max(state.compiles.get(result.pid, 0), result.compiles)
@@ -160,13 +171,15 @@ def run_cohort(options: CohortOptions) -> CohortReport:
             "status": "complete", "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "counts": {"records": state.records, **counts, "batches": n_batches,
                        "batches_evaluated_this_run": state.evaluated, "batches_skipped_this_run": state.skipped},
-            "last_run": {"mode": mode, "workers": workers, "seconds": round(seconds, 2),
+            "last_run": {"mode": mode, "workers": workers, "seconds": round(seconds, 2), "engine": options.engine,
+                         "rechecked_on_experta": state.rechecked,
                          "rulebase_compiles_per_worker": {str(k): v for k, v in sorted(state.compiles.items())}},
         })
         folder.write_manifest(manifest)
     return CohortReport(output, state.records, counts["patients"], counts["errors"], state.evaluated, state.skipped,
                         n_batches, seconds, mode, workers, snapshot.version, snapshot.digest, dashboard,
-                        counts["underuse_radionuclide"], counts["underuse_bone_health"], dict(state.compiles))
+                        counts["underuse_radionuclide"], counts["underuse_bone_health"], dict(state.compiles),
+                        options.engine, state.rechecked)
 
 
 # ------------------------------------------------------------------------------------------------ pieces
@@ -179,11 +192,34 @@ class _RunState:
     evaluated: int = 0
     skipped: int = 0
     compiles: dict[int, int] = field(default_factory=dict)
+    rechecked: int = 0
     contents: dict[int, str] = field(default_factory=dict)  # content digest of each batch in flight
+
+
+def _mismatch_error(mismatch: dict[str, Any], output: Path) -> CohortError:
+    """Write both results of a re-check that differed to OUT_DIR/engine-mismatch/ and say so (the run stops)."""
+    import json
+
+    from .evaluate import safe_name
+
+    folder = output / "engine-mismatch"
+    name = safe_name(mismatch.get("patient_id"), str(mismatch.get("key")))
+    for side in ("result", "experta"):
+        label = mismatch["engine"] if side == "result" else "experta"
+        write_text_atomic(folder / f"{name}.{label}.json",
+                          json.dumps(mismatch[side], indent=2, ensure_ascii=False, default=str) + "\n")
+    where = f"{mismatch.get('source')}" + (f":{mismatch['line']}" if mismatch.get("line") else "")
+    return CohortError(f"the {mismatch['engine']} path and experta disagree on record {mismatch['key']} ({where}); "
+                       f"run stopped, both results written to {folder}/{name}.*.json — please report this "
+                       "(the batches done so far are kept; --engine experta evaluates on the engine of record)")
 
 
 def _check_options(options: CohortOptions) -> None:
     problems = []
+    if options.recheck_every < 0:
+        problems.append(Problem(f"must be 0 (off) or more (got {options.recheck_every})", path="--recheck-every"))
+    if options.engine not in ("experta", "compiled"):
+        problems.append(Problem(f"expected experta or compiled (got {options.engine!r})", path="--engine"))
     if options.batch_size < 1:
         problems.append(Problem(f"must be at least 1 (got {options.batch_size})", path="--batch-size"))
     if options.workers is not None and options.workers < 1:

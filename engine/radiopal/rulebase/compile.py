@@ -117,12 +117,13 @@ def missing_requirements(rule: Rule, env: Env) -> list[str]:
 
 @dataclass
 class CompiledRuleBase:
-    """The output of compilation: rules, the experta engine class, and a content hash for the audit trail."""
+    """The output of compilation: rules, the experta engine class (None on the compiled path), and a content hash
+    for the audit trail."""
 
     loaded: LoadedRules
     compiled: tuple[CompiledRule, ...]
-    engine_class: type
-    datum_class: type
+    engine_class: type | None
+    datum_class: type | None
     version: str
     digest: str
     by_name: dict[str, CompiledRule] = field(default_factory=dict)
@@ -148,15 +149,13 @@ def _phase(rule: Rule) -> int:
     return 2 if rule.statuses() else 1
 
 
-def compile_rules(loaded: LoadedRules, on_fire: Callable[[Any, CompiledRule, Mapping[str, Any]], None], *,
-                  streamlined: bool = True) -> CompiledRuleBase:
-    """Build the experta engine class for ``loaded``. ``on_fire(engine, compiled, bindings)`` runs on each firing.
+def plan_rules(loaded: LoadedRules) -> tuple[CompiledRule, ...]:
+    """The engine-neutral plan of ``loaded``: one :class:`CompiledRule` per rule, or per therapy for a rule whose
+    condition names ``$therapy``, each with the facts it binds (``patterns``) and its phase.
 
-    ``streamlined=False`` builds on experta's own RETE nodes (see :func:`radiopal._experta.engine_base`).
+    Both evaluation paths run these same records (experta: :func:`compile_rules`; the compiled path:
+    :mod:`radiopal.compiled`), so their firing records name the same rules, therapies and phases.
     """
-    xp = experta()
-    datum_class = type("Datum", (xp.Fact,), {"__doc__": "One patient fact: its name and its FactValue."})
-    attrs: dict[str, Any] = {"_radiopal_datum": datum_class}
     compiled: list[CompiledRule] = []
     for index, rule in enumerate(loaded.rules):
         per_therapy = _names_therapy(rule)
@@ -170,11 +169,30 @@ def compile_rules(loaded: LoadedRules, on_fire: Callable[[Any, CompiledRule, Map
             ) + ([STATUSES] if rule.statuses() else [])
             safe_key = rule.key.replace("-", "_").replace("/", "__")
             name = f"r{index:04d}_{safe_key}" + (f"__{therapy}" if therapy else "")
-            item = CompiledRule(rule, tuple(therapies), _phase(rule), tuple(names), name, tuple(patterns))
-            compiled.append(item)
-            attrs[name] = _experta_rule(xp, datum_class, item, on_fire)
+            compiled.append(CompiledRule(rule, tuple(therapies), _phase(rule), tuple(names), name, tuple(patterns)))
+    return tuple(compiled)
+
+
+def compile_rules(loaded: LoadedRules, on_fire: Callable[[Any, CompiledRule, Mapping[str, Any]], None], *,
+                  streamlined: bool = True) -> CompiledRuleBase:
+    """Build the experta engine class for ``loaded``. ``on_fire(engine, compiled, bindings)`` runs on each firing.
+
+    ``streamlined=False`` builds on experta's own RETE nodes (see :func:`radiopal._experta.engine_base`).
+    """
+    xp = experta()
+    datum_class = type("Datum", (xp.Fact,), {"__doc__": "One patient fact: its name and its FactValue."})
+    attrs: dict[str, Any] = {"_radiopal_datum": datum_class}
+    compiled = plan_rules(loaded)
+    for item in compiled:
+        attrs[item.name] = _experta_rule(xp, datum_class, item, on_fire)
     engine_class = type("RadiopalEngine", (engine_base(streamlined),), attrs)
-    base = CompiledRuleBase(loaded, tuple(compiled), engine_class, datum_class, _version(loaded), _digest(loaded))
+    return planned_rulebase(loaded, compiled, engine_class, datum_class)
+
+
+def planned_rulebase(loaded: LoadedRules, compiled: tuple[CompiledRule, ...], engine_class: type | None = None,
+                     datum_class: type | None = None) -> CompiledRuleBase:
+    """A :class:`CompiledRuleBase` of the plan ``compiled`` (with no experta classes for the compiled path)."""
+    base = CompiledRuleBase(loaded, compiled, engine_class, datum_class, _version(loaded), _digest(loaded))
     base.by_name = {c.name: c for c in compiled}
     return base
 

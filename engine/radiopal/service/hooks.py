@@ -83,7 +83,7 @@ class CDSHooksService:
         from ..api import load_rulebase
 
         self.settings = settings
-        self.rulebase = settings.rulebase or load_rulebase(settings.rules)
+        self.rulebase = settings.rulebase or load_rulebase(settings.rules, engine=settings.engine)
         self.table = load_code_table()
         self.requirements = data_requirements(self.rulebase, self.table)
         self.templates = prefetch_templates(self.requirements)

@@ -50,6 +50,8 @@ class Settings:
     fhir_timeout: float = 10.0
     fhir_servers: tuple[str, ...] = ()
     rulebase: Any = field(default=None, repr=False)
+    #: The evaluation path when ``rules`` are loaded: "experta" (the engine of record) or "compiled".
+    engine: str = "experta"
 
     @property
     def public_url(self) -> str:
