@@ -306,3 +306,18 @@ def test_the_graph_and_the_explanations_are_built_only_when_asked(pair, engine):
     graph = result.graph
     assert "graph" in result.__dict__ and graph.to_dict()["nodes"]
     assert any("graph_texts" in f.memo for f in plain)
+
+
+def test_the_statuses_declared_for_phase_two_are_the_statuses_decide_gives(pair):
+    """``resolve_statuses`` (between the phases, on both paths) is §13's strongest status without the rest of
+    ``decide``: the two agree on every therapy, for patients that reach every status."""
+    from radiopal.resolve import decide, resolve_statuses
+
+    experta = pair[0]
+    seen = set()
+    for _, document in _scenario_documents(experta)[:80]:
+        state = experta.evaluate(document).state
+        statuses = resolve_statuses(state, experta.catalogue)
+        assert statuses == {d.therapy: d.status for d in decide(state, experta.catalogue)}
+        seen.update(statuses.values())
+    assert len(seen) == 6

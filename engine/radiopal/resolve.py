@@ -55,9 +55,20 @@ def rank(status: str) -> int:
     return PRECEDENCE.index(status)
 
 
+_RANK = {status: index for index, status in enumerate(PRECEDENCE)}
+
+
 def resolve_statuses(state: RunState, catalogue: Catalogue) -> dict[str, str]:
-    """Final status per therapy from the firings so far (used between phase 1 and phase 2)."""
-    return {d.therapy: d.status for d in decide(state, catalogue)}
+    """Final status per therapy from the firings so far (used between phase 1 and phase 2): the status
+    :func:`decide` would give each therapy — the strongest proposed, else the default — without the rest of it."""
+    best: dict[str, str | None] = dict.fromkeys(catalogue.therapy_ids)
+    for firing in state.firings:
+        status = firing.compiled.rule.then.status
+        if status and firing.therapy in best:
+            current = best[firing.therapy]
+            if current is None or _RANK[status] < _RANK[current]:
+                best[firing.therapy] = status  # type: ignore[index]
+    return {therapy: status or DEFAULT_STATUS for therapy, status in best.items()}
 
 
 def decide(state: RunState, catalogue: Catalogue) -> list[Decision]:

@@ -143,9 +143,15 @@ def on_fire(engine: Any, compiled: CompiledRule, bindings: Mapping[str, Any]) ->
         engine.declare(engine.__class__._radiopal_datum(name=DERIVED_PREFIX + derived.name, fv=derived))
 
 
-def record_firing(state: RunState, compiled: CompiledRule, env: Env, fact_ids: dict[str, int]) -> FactValue | None:
+def record_firing(state: RunState, compiled: CompiledRule, env: Env, fact_ids: dict[str, int],
+                  derived_value: Tri | None = None) -> FactValue | None:
     """Append the firing records of ``compiled`` (one per therapy) to ``state``; return the fact it derived, if any,
-    for the caller to declare. The one place a firing's content is computed, whichever path fired it."""
+    for the caller to declare. The one place a firing's content is computed, whichever path fired it.
+
+    ``derived_value``: for a derivation, its condition's three-valued value when the caller has it (the compiled
+    path); otherwise it is read from the condition's explanation. The explanation is computed only when something
+    needs it: an unknown derived fact (its missing data), a deferral dated by list entries, or a graph.
+    """
     firing = Firing(compiled, None, fact_ids, env, phase=state.phase)
     rule = compiled.rule
     if rule.requires:
@@ -157,10 +163,10 @@ def record_firing(state: RunState, compiled: CompiledRule, env: Env, fact_ids: d
         firing.missing_paths = tuple(sorted(paths))
     elif rule.when is not None:
         if rule.then.derive:
-            firing.derived = _derived_fact(rule.then.derive, firing.outcome)
+            firing.derived = _derived_fact(rule.then.derive, firing, derived_value)
             state.table.facts[firing.derived.name] = firing.derived
         elif rule.then.earliest_date is not None:
-            firing.earliest_date, firing.date_unknown = _earliest(rule.then.earliest_date, env, firing.outcome)
+            firing.earliest_date, firing.date_unknown = _earliest(rule.then.earliest_date, env, firing)
     therapies = compiled.therapies
     firing.therapy = therapies[0]
     state.firings.append(firing)
@@ -171,14 +177,17 @@ def record_firing(state: RunState, compiled: CompiledRule, env: Env, fact_ids: d
     return firing.derived
 
 
-def _derived_fact(name: str, outcome: Outcome) -> FactValue:
-    if outcome.value is Tri.UNKNOWN:
+def _derived_fact(name: str, firing: Firing, value: Tri | None) -> FactValue:
+    if value is None:
+        value = firing.outcome.value  # type: ignore[union-attr]
+    if value is Tri.UNKNOWN:
+        outcome: Outcome = firing.outcome  # type: ignore[assignment]
         missing = sorted({p for o in outcome.walk() for p in o.missing})
         return FactValue.unknown(name, tuple(missing), note="derived: its condition could not be judged")
-    return FactValue.of(name, outcome.value is Tri.TRUE, note="derived by a rule")
+    return FactValue.of(name, value is Tri.TRUE, note="derived by a rule")
 
 
-def _earliest(spec: DateSpec, env: Env, outcome: Outcome) -> tuple[dt.date | None, bool]:
+def _earliest(spec: DateSpec, env: Env, firing: Firing) -> tuple[dt.date | None, bool]:
     """The earliest date of a deferral, and whether it could not be computed (e.g. chemotherapy still ongoing)."""
     delta = dt.timedelta(days=spec.plus_days)
     if spec.fact:
@@ -186,7 +195,8 @@ def _earliest(spec: DateSpec, env: Env, outcome: Outcome) -> tuple[dt.date | Non
         if fact is None or not fact.known:
             return None, True
         return fact.value + delta, False
-    witnesses = outcome.witnesses.get(spec.of or "", [])
+    outcome = firing.outcome
+    witnesses = outcome.witnesses.get(spec.of or "", []) if outcome is not None else []
     if not witnesses:
         return None, True
     dates = []

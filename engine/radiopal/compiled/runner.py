@@ -34,7 +34,7 @@ Fires = Callable[[Any], bool]
 class _Step:
     """One rule of the plan, ready to run: the facts it binds and the compiled test of whether it fires."""
 
-    __slots__ = ("compiled", "condition", "env_key", "fires", "patterns", "single", "therapy")
+    __slots__ = ("compiled", "condition", "derive", "env_key", "fires", "patterns", "single", "therapy")
 
     def __init__(self, compiled: CompiledRule) -> None:
         self.compiled = compiled
@@ -44,6 +44,9 @@ class _Step:
         plain = not rule.requires and not rule.then.derive and rule.when is not None
         self.condition: Compiled | None = compile_condition(rule.when) if plain and rule.when is not None else None
         self.fires = None if plain else _fires(compiled)
+        # A derivation's value (the derived fact) is its condition's value, from the same compiled closure.
+        derives = bool(rule.then.derive) and not rule.requires and rule.when is not None
+        self.derive: Compiled | None = compile_condition(rule.when) if derives and rule.when is not None else None
         self.patterns = compiled.patterns
         self.single = compiled.patterns[0] if len(compiled.patterns) == 1 else None
         self.therapy = compiled.therapy
@@ -108,7 +111,9 @@ class CompiledRunner:
                         {p: {"name": p, "fv": declared[p]} for p in step.patterns})
             condition = step.condition
             if (condition(env, None) is TRUE) if condition is not None else step.fires(env):  # type: ignore[misc]
-                derived = record_firing(state, step.compiled, env, {p: ids[p] for p in step.patterns})
+                derive = step.derive
+                derived = record_firing(state, step.compiled, env, {p: ids[p] for p in step.patterns},
+                                        derive(env, None) if derive is not None else None)
                 if derived is not None:
                     name = DERIVED_PREFIX + derived.name
                     declared[name] = derived
