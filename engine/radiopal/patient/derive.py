@@ -209,8 +209,11 @@ def _normal_site(text: Any) -> str:
 
 
 def _local_ebrt_to_painful_sites(doc: PatientDocument) -> tuple[list[Mapping[str, Any]], bool]:
-    """Prior conventional/SBRT courses whose site names a painful site, and whether the match could be judged."""
-    local = [e for e in _history(doc, "ebrt") if e.get("technique") in (None, "conventional", "sbrt")]
+    """Prior EBRT courses whose site names a painful site, and whether the match could be judged.
+
+    Every external-beam technique counts (brief §13a.5: RT-03 re-irradiation covers them all).
+    """
+    local = _history(doc, "ebrt")
     sites = {_normal_site(s) for s in ((doc.data.get("pain") or {}).get("painful_sites") or [])}
     if not local:
         return [], True

@@ -47,13 +47,19 @@ def build_facts(doc: PatientDocument, vocabulary: Vocabulary | None = None) -> F
             table.facts[spec.name] = _lab_fact(doc, spec, table)
         elif "path" in origin:
             table.facts[spec.name] = _path_fact(doc, spec)
-    # Lab facts marked `current` need labs_current, which is itself derived: build that first.
-    derived_order = sorted(pending, key=lambda s: s.name != "labs_current")
-    for spec in derived_order:
-        table.facts[spec.name] = derive.compute(spec.origin["derive"], spec.name, doc, table)
+    # DATA-04 / brief §13a.1: a `current` lab fact is unknown when the labs are more than 7 days old. The window is
+    # applied as soon as labs_current (derived from labs.date alone) is known and before any other fact is derived,
+    # so every fact computed from a current count (wbc_or_anc_current, ...) sees the windowed value: one mechanism
+    # for the direct reads and the derived ones alike.
+    for spec in pending:
+        if spec.name == "labs_current":
+            table.facts[spec.name] = derive.compute(spec.origin["derive"], spec.name, doc, table)
     for spec in vocab.facts.values():
         if "lab" in spec.origin and spec.origin.get("current"):
             table.facts[spec.name] = _current(table.facts[spec.name], table)
+    for spec in pending:
+        if spec.name != "labs_current":
+            table.facts[spec.name] = derive.compute(spec.origin["derive"], spec.name, doc, table)
     return table
 
 
