@@ -43,7 +43,6 @@ with open_reader(Path(sys.argv[1]), workdir=Path(sys.argv[2])) as reader:
     total = reader.count()
     indexed = time.perf_counter() - started
     patients = sum(1 for record in reader if record.error is None)
-    size = sum(len(record.data) for record in reader)
 print(total, patients, indexed, time.perf_counter() - started,
       resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """

@@ -392,3 +392,32 @@ def test_a_gzip_file_damaged_midway_keeps_the_lines_before_the_damage(tmp_path: 
     assert len(damaged) == 1 and damaged[0].source.endswith("Patient.ndjson.gz")
     assert "Bulk Data export" in reader.describe()
     assert not list((tmp_path / "work").glob(".fhir-*"))  # spool and index are removed on close
+
+
+def test_the_command_line_reads_an_export_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundles = example_bundles()
+    export = plain_export(tmp_path / "export", bundles)
+    assert main(["cohort", str(export), "-o", str(tmp_path / "out"), "--serial", "--no-progress",
+                 "--evaluation-date", "2025-06-02"]) == 0
+    assert f"{len(bundles)} record(s): {len(bundles)} evaluated, 0 error(s)" in capsys.readouterr().out
+
+
+def test_an_export_organised_by_patient_with_a_patient_continued_in_the_next_file(
+        tmp_path: Path, rulebase: radiopal.RuleBase) -> None:
+    """STU 4 ``outputOrganizedBy: Patient``: each file holds whole patients, one continued in the next file."""
+    bundles = example_bundles()[:3]
+    blocks = [[json.dumps(r) for r in type_id_references(b)] for b in bundles]
+    first = blocks[0] + blocks[1][: len(blocks[1]) // 2]
+    second = blocks[1][len(blocks[1]) // 2:] + blocks[2]
+    export = tmp_path / "export"
+    export.mkdir()
+    write_lines(export / "p1", first)
+    write_lines(export / "p2", second)
+    (export / "manifest.json").write_text(json.dumps({
+        "transactionTime": "2025-06-02T00:00:00Z", "request": "x", "outputOrganizedBy": "Patient",
+        "output": [{"type": "Patient", "url": "https://s/p1", "continuesInFile": "https://s/p2"},
+                   {"type": "Patient", "url": "https://s/p2"}]}), encoding="utf-8")
+    report = cohort(export, tmp_path / "out")
+    assert report.patients == 3 and report.errors == 0
+    expected, failed = per_bundle(bundles, rulebase, "2025-06-02")
+    assert not failed and statuses(tmp_path / "out") == expected

@@ -8,7 +8,9 @@ What is read:
   files of OperationOutcomes are reported in ``errors.jsonl``. ``transactionTime`` is the default evaluation date.
 * **Without one** (a folder copied from a server): every ``*.ndjson`` and ``*.ndjson.gz`` file in the folder.
   Files are recognised by the ``resourceType`` of their lines, never by their names, so a type may be split over
-  several files (``1.Observation.ndjson``, ``Observation-2.ndjson.gz``) and a file may mix types.
+  several files (``1.Observation.ndjson``, ``Observation-2.ndjson.gz``) and a file may mix types. An export
+  organised by patient (STU 4 ``outputOrganizedBy: Patient``, a patient possibly continued in the next file) reads
+  the same way: every line is indexed wherever it is.
 
 Gzip is recognised by its magic bytes. Resources are joined to their patient by ``subject`` / ``patient`` /
 ``beneficiary`` / ``individual`` references: ``Patient/<id>`` (relative or absolute, ``/_history/n`` allowed) or

@@ -12,11 +12,11 @@ own ``explain``, the same code on both paths.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..conditions import COMPARATORS, THERAPY_PLACEHOLDER, AllOf, AnyOf, Compare, Condition, Env, Exists, Not
-from ..tri import Tri
+from ..tri import Tri, all_of, any_of
 
 TRUE, FALSE, UNKNOWN = Tri.TRUE, Tri.FALSE, Tri.UNKNOWN
 
@@ -25,6 +25,7 @@ Compiled = Callable[[Env, Any], Tri]
 
 #: The comparison functions the compiler applies (a test patches one entry to show a mis-compiled operator is caught).
 OPERATORS: dict[str, Callable[[Any, Any], Any]] = dict(COMPARATORS)
+_MEMBERSHIP: dict[str, Callable[[Any, Any], bool]] = {"in": lambda v, t: v in t, "not_in": lambda v, t: v not in t}
 
 
 def compile_condition(node: Condition) -> Compiled:
@@ -60,17 +61,7 @@ def _all(children: list[Compiled]) -> Compiled:
 
         return all2
 
-    def all_n(env: Env, item: Any) -> Tri:
-        unknown = False
-        for child in children:
-            value = child(env, item)
-            if value is FALSE:
-                return FALSE
-            if value is UNKNOWN:
-                unknown = True
-        return UNKNOWN if unknown else TRUE
-
-    return all_n
+    return _fold(children, all_of)
 
 
 def _any(children: list[Compiled]) -> Compiled:
@@ -78,17 +69,15 @@ def _any(children: list[Compiled]) -> Compiled:
         (only,) = children
         return only
 
-    def any_n(env: Env, item: Any) -> Tri:
-        unknown = False
-        for child in children:
-            value = child(env, item)
-            if value is TRUE:
-                return TRUE
-            if value is UNKNOWN:
-                unknown = True
-        return UNKNOWN if unknown else FALSE
+    return _fold(children, any_of)
 
-    return any_n
+
+def _fold(children: list[Compiled], combine: Callable[[Iterable[Tri]], Tri]) -> Compiled:
+    """The children combined by ``all_of`` or ``any_of`` themselves (Kleene AND/OR, the same short-circuit)."""
+    def fold(env: Env, item: Any) -> Tri:
+        return combine(child(env, item) for child in children)
+
+    return fold
 
 
 def _not(child: Compiled) -> Compiled:
@@ -104,14 +93,7 @@ def _exists(list_name: str, where: Compiled) -> Compiled:
         fact = env.facts.get(list_name)
         if fact is None or not fact.known:
             return UNKNOWN
-        unknown = False
-        for entry in list(fact.value):
-            value = where(env, entry)
-            if value is TRUE:
-                return TRUE
-            if value is UNKNOWN:
-                unknown = True
-        return UNKNOWN if unknown else FALSE
+        return any_of(where(env, entry) for entry in list(fact.value))
 
     return exists
 
@@ -193,39 +175,18 @@ def _compare(node: Compare) -> Compiled:
         return presence
     test = _tester(node)
     target = node.value
-    if node.subject == "fact" and not (isinstance(target, str) and target == THERAPY_PLACEHOLDER):
+    fast = OPERATORS.get(node.op) or _MEMBERSHIP.get(node.op)
+    if node.subject == "fact" and fast is not None and not (isinstance(target, str) and target == THERAPY_PLACEHOLDER):
         name = node.name
-        if node.op in OPERATORS:  # the commonest node of all: fact, operator, literal — one call, no helpers
-            apply = OPERATORS[node.op]
+        apply = fast
 
-            def compare_fact_literal(env: Env, item: Any) -> Tri:
-                fact = env.facts.get(name)
-                if fact is None or not fact.known:
-                    return UNKNOWN
-                return TRUE if apply(fact.value, target) else FALSE
-
-            return compare_fact_literal
-        if node.op in ("in", "not_in"):
-            inside = TRUE if node.op == "in" else FALSE
-            outside = FALSE if node.op == "in" else TRUE
-
-            def fact_in(env: Env, item: Any) -> Tri:
-                fact = env.facts.get(name)
-                if fact is None or not fact.known:
-                    return UNKNOWN
-                return inside if fact.value in target else outside
-
-            return fact_in
-    if node.subject == "fact":
-        name = node.name
-
-        def compare_fact(env: Env, item: Any) -> Tri:
+        def compare_fact_literal(env: Env, item: Any) -> Tri:  # the commonest node: fact, operator, literal
             fact = env.facts.get(name)
             if fact is None or not fact.known:
                 return UNKNOWN
-            return TRUE if test(fact.value, env) else FALSE
+            return TRUE if apply(fact.value, target) else FALSE
 
-        return compare_fact
+        return compare_fact_literal
 
     def compare(env: Env, item: Any) -> Tri:
         known, value = read(env, item)

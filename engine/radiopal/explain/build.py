@@ -123,6 +123,8 @@ def explain(result: Result, therapy: str | None = None) -> Explanation:
         missing_data=list(result.missing_data),
         advisories=advisories,
         references=builder.references(),
+        warnings=list(result.warnings),
+        evaluation_date_from=result.extra.get("evaluation_date_from"),
     )
 
 
@@ -818,6 +820,8 @@ def _resources_by_path(provenance: Mapping[str, Any]) -> dict[str, list[str]]:
         if not (isinstance(where, Mapping) and where.get("resource")):
             continue
         resource = str(where["resource"])
+        if where.get("date_from"):  # which element the date came from (an order's authoredOn is not a dose date)
+            resource += f" (date from {where['date_from']})"
         prefixes = [key[:i] for i, ch in enumerate(key) if ch in ".["] + [key]
         for prefix in prefixes:
             index.setdefault(prefix, {}).setdefault(resource, None)
