@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -78,9 +79,30 @@ def test_a_wrong_type_is_an_error_naming_the_expected_type(patient):
     assert "performance.ecog" in line and "expected" in line
 
 
-def test_missing_sex_is_an_error_but_missing_clinical_data_is_not(patient):
-    del patient["demographics"]["sex"]
-    assert any("sex" in x for x in problems_of(patient))
+def test_missing_sex_site_or_whole_blocks_are_not_errors_but_a_wrong_sex_is(patient):
+    # Contract §D: only the identity fields are structural; the rest is insufficient_data (test_scenarios, DATA-06).
+    for path in (("demographics", "sex"), ("primary_tumour", "site"), ("demographics",), ("primary_tumour",),
+                 ("bone_disease",), ("labs",)):
+        doc = copy.deepcopy(patient)
+        node = doc
+        for key in path[:-1]:
+            node = node[key]
+        del node[path[-1]]
+        assert parse_patient(doc).patient_id == patient["patient_id"]
+    patient["demographics"]["sex"] = "M"
+    assert any("demographics.sex" in x for x in problems_of(patient))
+
+
+def test_the_python_api_takes_dates_as_yaml_safe_load_returns_them(patient):
+    import datetime as dt
+
+    patient["evaluation_date"] = dt.date.fromisoformat(patient["evaluation_date"])
+    patient["labs"]["date"] = dt.date.fromisoformat(patient["labs"]["date"])
+    document = parse_patient(patient)
+    assert document.evaluation_date == patient["evaluation_date"]
+    assert document.data["labs"]["date"] == patient["labs"]["date"].isoformat()
+    patient["labs"]["date"] = dt.datetime(2025, 5, 30, 8, 0)  # a time of day is not a contract date
+    assert any("labs.date" in x for x in problems_of(patient))
 
 
 def test_malformed_yaml_names_the_line(tmp_path, capsys):

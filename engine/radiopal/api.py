@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -148,19 +149,27 @@ def default_rulebase() -> RuleBase:
 
 
 def evaluate_fhir(bundle: Mapping[str, Any] | str | Path, rulebase: RuleBase | None = None,
-                  evaluation_date: str | None = None) -> Result:
+                  evaluation_date: str | dt.date | None = None, patient: str | None = None) -> Result:
     """Map a FHIR R4 Bundle (a dict, JSON text or a file path) with :mod:`radiopal.fhir` and evaluate it.
 
-    ``rulebase`` defaults to the shipped one; ``evaluation_date`` (``YYYY-MM-DD``) defaults to the date of
-    ``Bundle.timestamp``. The field provenance of the mapping (resource id and ``fullUrl`` per document field) is
-    kept in ``result.extra["provenance"]`` and on the graph's input nodes; mapping warnings are in
-    ``result.extra["fhir_warnings"]``. Raises :class:`radiopal.InputError` naming the element for an invalid Bundle.
+    ``rulebase`` defaults to the shipped one; ``evaluation_date`` (``YYYY-MM-DD`` or a ``datetime.date``) defaults
+    to the date of ``Bundle.timestamp``, else today; ``patient`` picks one Patient (id or identifier) of a Bundle
+    holding several. The field provenance of the mapping (resource id and ``fullUrl`` per document field) is kept in
+    ``result.extra["provenance"]`` and on the graph's input nodes; the values that could not be used are
+    ``result.warnings`` (contract §D, also in the JSON output); ``result.extra["evaluation_date_from"]`` says where
+    the evaluation date came from. Raises :class:`radiopal.InputError` naming the element for an invalid Bundle.
     """
     from .fhir import bundle_to_document
 
     mapped = bundle_to_document(dict(bundle) if isinstance(bundle, Mapping) else bundle,
-                                evaluation_date=evaluation_date)
+                                evaluation_date=evaluation_date, patient=patient)
     result = (rulebase or default_rulebase()).evaluate(mapped.document)
-    result.extra["provenance"] = mapped.provenance
-    result.extra["fhir_warnings"] = [w.to_dict() for w in mapped.warnings]
+    attach_mapping(result, mapped)
     return result
+
+
+def attach_mapping(result: Result, mapped: Any) -> None:
+    """Keep a FHIR mapping's provenance, warnings and evaluation-date origin on the result it was evaluated to."""
+    result.extra["provenance"] = dict(mapped.provenance)
+    result.extra["fhir_warnings"] = [w.to_dict() for w in mapped.warnings]
+    result.extra["evaluation_date_from"] = mapped.evaluation_date_from

@@ -87,6 +87,12 @@ class Result:
     rulebase: RuleBaseView
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def warnings(self) -> list[dict[str, str]]:
+        """Input problems that did not stop the evaluation (contract §D): ``{source, element, message}`` per value of
+        a FHIR record that could not be used; ``[]`` for a contract document."""
+        return list(self.extra.get("fhir_warnings", ()))
+
     def decision(self, therapy: str) -> Decision:
         """The decision for one therapy id."""
         for d in self.decisions:
@@ -131,6 +137,7 @@ class Result:
             "advisories": advisories,
             "missing_data": list(self.missing_data),
             "normalised": normalised,
+            "warnings": [dict(w) for w in self.warnings],
             "rulebase": {"version": self.rulebase.version, "hash": self.rulebase.digest},
             "disclaimer": DISCLAIMER,
         }

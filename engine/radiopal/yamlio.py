@@ -97,6 +97,8 @@ def load_text(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         _fail(file, f"not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); expected a UTF-8 {kind}")
+    # A UTF-8 byte-order mark (Windows editors, some EHR exports) is not content: RFC 8259 §8.1 lets a parser ignore it.
+    text = text.removeprefix("\ufeff")
     if "\x00" in text:
         _fail(file, f"contains NUL bytes; expected a UTF-8 text {kind}")
     if not text.strip():

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..fileio import write_atomic
 from ._common import add_engine_option, add_rules_option
-from .recommend import load_patient_argument
+from .recommend import add_fhir_options, evaluate_argument
 
 
 def register(sub: Any) -> None:
@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
                         help="output format (default text)")
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     parser.add_argument("--fhir", action="store_true", help="PATIENT is a FHIR R4 Bundle (JSON)")
+    add_fhir_options(parser)
     add_rules_option(parser)
     add_engine_option(parser)
     parser.set_defaults(func=run)
@@ -39,19 +40,6 @@ def use_colour(stream: Any) -> bool:
     return bool(isatty and isatty())
 
 
-def _evaluate(rulebase: Any, args: argparse.Namespace) -> Any:
-    """Evaluate the patient argument; for a FHIR Bundle keep the mapping's provenance (field → resource)."""
-    if not args.fhir:
-        return rulebase.evaluate(load_patient_argument(args))
-    from ..fhir import bundle_to_document
-    from ..patient.load import parse_patient
-
-    mapped = bundle_to_document(args.patient)
-    result = rulebase.evaluate(parse_patient(mapped.document))
-    result.extra["provenance"] = dict(getattr(mapped, "provenance", {}) or {})
-    return result
-
-
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -61,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     rulebase = load_rulebase(args.rules, engine=args.engine)
     if args.therapy is not None:
         check_therapy(rulebase.catalogue, args.therapy)  # before the patient is read: a typo fails fast
-    result = _evaluate(rulebase, args)
+    result = evaluate_argument(rulebase, args)
     explanation = explain(result, therapy=args.therapy)
     if args.format == "json":
         text = json.dumps(explanation.to_dict(), indent=2, ensure_ascii=False) + "\n"

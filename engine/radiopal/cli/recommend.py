@@ -17,6 +17,7 @@ def register(sub: Any) -> None:
                                         "Bundle with --fhir). Decision support for clinicians, not a prescription.")
     parser.add_argument("patient", metavar="PATIENT", help="patient document (YAML or JSON)")
     parser.add_argument("--fhir", action="store_true", help="PATIENT is a FHIR R4 Bundle (JSON)")
+    add_fhir_options(parser)
     parser.add_argument("--format", choices=("json", "text"), default="json", help="output format (default json)")
     parser.add_argument("--graph", metavar="OUT", help="write the reasoning graph (.json, .dot or .svg)")
     parser.add_argument("-o", "--output", metavar="FILE", help="write the decisions to FILE instead of stdout")
@@ -27,23 +28,51 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def load_patient_argument(args: argparse.Namespace) -> Any:
-    """The patient argument as a validated document (YAML/JSON, or FHIR when --fhir is given)."""
-    from ..patient.load import load_patient, parse_patient
+def add_fhir_options(parser: argparse.ArgumentParser) -> None:
+    """``--evaluation-date`` and ``--patient`` (FHIR input)."""
+    parser.add_argument("--evaluation-date", metavar="YYYY-MM-DD",
+                        help="with --fhir: the day to evaluate on (default Bundle.timestamp, else today; the output "
+                             "says which). Only data known on that day count")
+    parser.add_argument("--patient", metavar="ID", dest="patient_id",
+                        help="with --fhir: the Patient (id or identifier) to evaluate in a Bundle that holds several")
 
-    if getattr(args, "fhir", False):
-        from ..fhir import bundle_to_document
 
-        return parse_patient(bundle_to_document(args.patient).document)
-    return load_patient(args.patient)
+def check_fhir_options(args: argparse.Namespace) -> None:
+    """``--evaluation-date`` and ``--patient`` only make sense for a FHIR Bundle: say so rather than ignore them."""
+    options = {"evaluation_date": "--evaluation-date", "patient_id": "--patient"}
+    given = [flag for name, flag in options.items() if getattr(args, name, None) is not None]
+    if given and not getattr(args, "fhir", False):
+        from ..errors import InputError, Problem
+
+        message = (f"{' and '.join(given)} need{'s' if len(given) == 1 else ''} --fhir: a patient document carries "
+                   "its own evaluation_date and patient_id")
+        raise InputError(message, [Problem(message)])
+
+
+def evaluate_argument(rulebase: Any, args: argparse.Namespace) -> Any:
+    """Evaluate the patient argument; with --fhir keep the mapping's provenance, warnings and date origin, and say
+    on stderr where the evaluation date came from when it was not given."""
+    from ..patient.load import load_patient
+
+    check_fhir_options(args)
+    if not args.fhir:
+        return rulebase.evaluate(load_patient(args.patient))
+    from ..api import evaluate_fhir
+
+    result = evaluate_fhir(args.patient, rulebase, evaluation_date=args.evaluation_date, patient=args.patient_id)
+    origin = result.extra.get("evaluation_date_from")
+    if origin != "argument":
+        print(f"radiopal: evaluated as of {result.patient.evaluation_date.isoformat()} (from {origin}; set another day "
+              "with --evaluation-date)", file=sys.stderr)
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import evaluate_fhir, load_rulebase
+    from ..api import load_rulebase
 
     rulebase = load_rulebase(args.rules, engine=args.engine)
     # With --fhir, evaluate_fhir keeps the resource id and fullUrl of every input on the graph.
-    result = evaluate_fhir(args.patient, rulebase) if args.fhir else rulebase.evaluate(load_patient_argument(args))
+    result = evaluate_argument(rulebase, args)
     if args.audit_db:
         from ..audit import AuditLog
 
@@ -85,5 +114,10 @@ def render_text(result: Any) -> str:
             lines.append(f"  {a.id}{mark} ({a.rule}): {a.text}")
     if result.missing_data:
         lines += ["", "Missing data: " + ", ".join(result.missing_data)]
+    if result.warnings:
+        lines += ["", "Record warnings (a value not used leaves its field unknown):"]
+        lines += [f"  {w['source']} {w['element']}: {w['message']}" for w in result.warnings]
+    if result.extra.get("evaluation_date_from"):
+        lines += ["", f"Evaluation date from {result.extra['evaluation_date_from']}."]
     lines += ["", "[U] = rests on an unverified fact (see the rule base).", DISCLAIMER, ""]
     return "\n".join(lines)

@@ -123,6 +123,8 @@ def explain(result: Result, therapy: str | None = None) -> Explanation:
         missing_data=list(result.missing_data),
         advisories=advisories,
         references=builder.references(),
+        warnings=list(result.warnings),
+        evaluation_date_from=result.extra.get("evaluation_date_from"),
     )
 
 

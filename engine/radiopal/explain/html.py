@@ -207,6 +207,11 @@ def render_html(explanation: Explanation, result: Result | None = None, *, graph
     else:
         out.append("<p>No required field is missing.</p>")
     out.append("</section>")
+    if e.warnings:
+        out.append('<section id="warnings" aria-labelledby="warnings-h"><h2 id="warnings-h">Record warnings'
+                   "</h2><p>Values of the FHIR record radiopal could not use; each field named is unknown.</p><ul>"
+                   + "".join(f"<li><code>{esc(w['source'])}</code> <code>{esc(w['element'])}</code>: "
+                             f"{esc(w['message'])}</li>" for w in e.warnings) + "</ul></section>")
     out.append(_references(e))
     out += [
         "</main>",

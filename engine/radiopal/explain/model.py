@@ -350,6 +350,9 @@ class Explanation:
     missing_data: list[str] = field(default_factory=list)
     advisories: list[AdvisoryNote] = field(default_factory=list)
     references: list[ReferenceNote] = field(default_factory=list)
+    #: Values of a FHIR record that could not be used (contract §D ``warnings``), and where the date came from.
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    evaluation_date_from: str | None = None
 
     def therapy(self, therapy_id: str) -> TherapyExplanation:
         """The explanation of one therapy id (KeyError when it is not in this explanation)."""
@@ -373,4 +376,6 @@ class Explanation:
             "missing_data": list(self.missing_data),
             "advisories": [a.to_dict() for a in self.advisories],
             "references": [r.to_dict() for r in self.references],
+            "warnings": [dict(w) for w in self.warnings],
+            "evaluation_date_from": self.evaluation_date_from,
         }

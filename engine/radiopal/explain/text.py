@@ -42,6 +42,11 @@ def render_text(explanation: Explanation, *, colour: bool = False, width: int = 
                                                  for a in e.advisories), ""]
     if e.missing_data:
         lines += [paint("head", "Missing data (whole patient)"), "  " + ", ".join(e.missing_data), ""]
+    if e.warnings:
+        lines += [paint("head", "Record warnings (a value not used leaves its field unknown)"),
+                  *(f"  • {w['source']} {w['element']}: {w['message']}" for w in e.warnings), ""]
+    if e.evaluation_date_from:
+        lines += [f"Evaluation date {e.evaluation_date} from {e.evaluation_date_from}.", ""]
     if e.references:
         lines.append(paint("head", "References"))
         for r in e.references:

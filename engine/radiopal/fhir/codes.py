@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Problem, RulebaseError
+from ..patient.units import quantities
 from ..resources import kb_dir
 from ..yamlio import load_document
 
@@ -94,6 +95,7 @@ class FieldSpec:
     date_to: str | None = None
     date_when_true: bool = False
     reference_low_to: str | None = None
+    quantity: str | None = None  # kb/units.yaml quantity for converting other UCUM units (lab, number, integer)
 
 
 @dataclass
@@ -109,7 +111,9 @@ class CodeTable:
     extension_base: str
     extensions: dict[str, Any]
     rows: dict[str, list[CodeRow]]
+    unit_text: dict[str, str] = field(default_factory=dict)  # lower-cased unit text → UCUM code
     _exact: dict[tuple[str, str, str], CodeRow] = field(default_factory=dict)
+    _also: dict[tuple[str, str, str], list[CodeRow]] = field(default_factory=dict)  # further rows of one code
     _prefix: dict[tuple[str, str], list[CodeRow]] = field(default_factory=dict)
     _text: dict[str, list[tuple[tuple[str, ...], CodeRow]]] = field(default_factory=dict)
     _keys: dict[str, str] = field(default_factory=dict)
@@ -125,6 +129,8 @@ class CodeTable:
                     code = _norm_code(key, row.code)
                     if row.match == "prefix":
                         self._prefix.setdefault((section, key), []).append(row)
+                    elif (section, key, code) in self._exact:
+                        self._also.setdefault((section, key, code), []).append(row)
                     else:
                         self._exact[(section, key, code)] = row
         for rows in self._prefix.values():
@@ -147,6 +153,15 @@ class CodeTable:
             if norm.startswith(_norm_code(key, candidate.code)):
                 return candidate
         return None
+
+    def lookup_all(self, section: str, system_uri: str | None, code: str | None) -> list[CodeRow]:
+        """Every row for a coding: a code may feed several fields (a hormone-refractory prostate cancer names the
+        site and the castration status)."""
+        row = self.lookup(section, system_uri, code)
+        if row is None:
+            return []
+        key = self.system_key(system_uri) or ""
+        return [row, *self._also.get((section, key, _norm_code(key, code or "")), ())]
 
     def lookup_text(self, section: str, text: str | None) -> list[CodeRow]:
         """Rows whose words appear, in order and adjacent, among the words of ``text``."""
@@ -220,6 +235,7 @@ def _build(file: str, data: Any) -> CodeTable:
         extension_base=str(data.get("extension_base") or ""),
         extensions=dict(data.get("extensions") or {}),
         rows=rows,
+        unit_text={str(k).lower(): str(v) for k, v in (data.get("unit_text") or {}).items()},
     )
 
 
@@ -231,6 +247,8 @@ def _fields(raw: Mapping[str, Any], units: Mapping[str, str], bad: Any) -> dict[
             bad(f"kind {kind!r} is not one of {sorted(FIELD_KINDS)}", f"fields.{path}.kind")
             continue
         field_units = tuple(spec.get("units") or ())
+        if spec.get("quantity") is not None and spec["quantity"] not in quantities():
+            bad(f"quantity {spec['quantity']!r} is not a quantity of kb/units.yaml", f"fields.{path}.quantity")
         if kind == "lab":
             for u in field_units:
                 if u not in units:
@@ -243,6 +261,7 @@ def _fields(raw: Mapping[str, Any], units: Mapping[str, str], bad: Any) -> dict[
             date_to=spec.get("date_to"),
             date_when_true=bool(spec.get("date_when_true", False)),
             reference_low_to=spec.get("reference_low_to"),
+            quantity=spec.get("quantity"),
         )
     return out
 

@@ -7,6 +7,7 @@ The sink is the one place that turns findings into :class:`~radiopal.errors.Prob
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -14,7 +15,8 @@ from typing import Any
 
 from ..errors import Problem
 
-__all__ = ["Entry", "FieldValue", "ReferenceIndex", "Sink", "When", "find_extension", "number", "when_of"]
+__all__ = ["Entry", "FieldValue", "MappingWarning", "ReferenceIndex", "Sink", "When", "find_extension", "number",
+           "when_of"]
 
 
 @dataclass(frozen=True)
@@ -146,23 +148,65 @@ class ReferenceIndex:
         return found
 
 
+_ENTRY_PATH = re.compile(r"^entry\[(\d+)\]\.resource(?:\.(.*))?$")
+
+
+@dataclass(frozen=True)
+class MappingWarning:
+    """A value of the record radiopal could not use (or a choice it made), contract §D ``warnings`` item.
+
+    ``source`` names the resource (``Observation/o1``; the ``fullUrl`` or ``Bundle`` when it has no id),
+    ``element`` the FHIR element (``Observation.valueQuantity.code``), ``message`` the reason and what radiopal did
+    (the field is left unknown, the value was rounded ...). ``path`` is the element's place in the Bundle
+    (``entry[3].resource.valueQuantity.code``).
+    """
+
+    source: str
+    element: str
+    message: str
+    path: str = ""
+    file: str = ""
+    severity: str = "warning"
+
+    def to_dict(self) -> dict[str, str]:
+        """``{source, element, message}`` (contract §D)."""
+        return {"source": self.source, "element": self.element, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.element}: {self.message}"
+
+
 @dataclass
 class Sink:
-    """Collects errors, warnings, ignored resources and provenance while one bundle is mapped."""
+    """Collects errors, warnings, ignored resources and provenance while one bundle is mapped.
+
+    Errors make the Bundle unusable (no Patient, no patient id, a bad evaluation date); every other finding is a
+    :class:`MappingWarning` and leaves the field it concerns unknown.
+    """
 
     file: str = ""
     errors: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
+    warnings: list[MappingWarning] = field(default_factory=list)
     ignored: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
+    entries: dict[int, Entry] = field(default_factory=dict)
 
     def error(self, message: str, path: str = "", hint: str = "") -> None:
         """Record a problem that makes the bundle unmappable (raised together at the end)."""
         self.errors.append(Problem(message, path=path, file=self.file, hint=hint))
 
     def warn(self, message: str, path: str = "") -> None:
-        """Record something the user should know that does not stop the mapping."""
-        self.warnings.append(Problem(message, path=path, file=self.file, severity="warning"))
+        """Record a value radiopal could not use (the field stays unknown) or a choice it made, at a Bundle path."""
+        source, element = "Bundle", f"Bundle.{path}" if path else "Bundle"
+        match = _ENTRY_PATH.match(path)
+        if match:
+            entry = self.entries.get(int(match.group(1)))
+            if entry is not None:
+                source = entry.ref if getattr(entry.resource, "id", None) else (entry.full_url or path)
+                element = entry.type + (f".{match.group(2)}" if match.group(2) else "")
+        warning = MappingWarning(source, element, message, path=path, file=self.file)
+        if warning not in self.warnings:
+            self.warnings.append(warning)
 
     def ignore(self, entry: Entry, reason: str) -> None:
         """Record a resource that contributes nothing to the document, and why."""

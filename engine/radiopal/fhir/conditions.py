@@ -7,11 +7,12 @@ entered-in-error, is ignored; an absent status counts as current (R4 makes both 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
 from .codes import CodeRow, CodeTable
-from .common import Entry, FieldValue, Sink
+from .common import Entry, FieldValue, Sink, when_of
 
 __all__ = ["INACTIVE_CLINICAL_STATUSES", "how", "map_conditions"]
 
@@ -33,12 +34,35 @@ def _value(text: str) -> Any:
     return {"true": True, "false": False}.get(text, text)
 
 
-def map_conditions(entries: Iterable[Entry], table: CodeTable, sink: Sink) -> dict[str, FieldValue]:
-    """Map current Conditions to contract fields; ``bone_metastases`` (no contract field) is returned too.
+def _current(cond: Any, day: dt.date | None) -> tuple[bool, str]:
+    """Whether a Condition held on ``day``, and why not: recorded after it, abated on or before it, or inactive.
+
+    An ``abatement[x]`` date after ``day`` means the condition was still present then, whatever the status says
+    today (Synthea closes a cancer with a resolved status and an abatement date).
+    """
+    onset = when_of(cond.onsetDateTime) or when_of(cond.onsetPeriod.start if cond.onsetPeriod else None)
+    recorded = when_of(cond.recordedDate)
+    start = onset or recorded
+    if day is not None and start is not None and (start.day or start.instant.date()) > day:
+        return False, "onset or recordedDate after the evaluation date"
+    abated = when_of(cond.abatementDateTime) or when_of(cond.abatementPeriod.end if cond.abatementPeriod else None)
+    if abated is not None and day is not None:
+        if (abated.day or abated.instant.date()) <= day:
+            return False, f"abated on {abated.text}"
+        return True, ""
+    clinical = _status(cond.clinicalStatus)
+    if clinical in INACTIVE_CLINICAL_STATUSES:
+        return False, f"clinicalStatus {clinical!r}"
+    return True, ""
+
+
+def map_conditions(entries: Iterable[Entry], table: CodeTable, sink: Sink,
+                   day: dt.date | None = None) -> dict[str, FieldValue]:
+    """Map the Conditions current on ``day`` to contract fields; ``bone_metastases`` (no contract field) too.
 
     Only the primary site and bone metastases are cited here; the caller cites the other fields when it merges
-    them with Observations. Two different specific primary sites are an error (radiopal does not choose);
-    ``other`` yields to a specific site.
+    them with Observations. Two different specific primary sites leave the site unknown with a warning (radiopal
+    does not choose); ``other`` yields to a specific site.
     """
     sites: dict[str, list[FieldValue]] = {}
     found: dict[str, list[FieldValue]] = {}
@@ -46,18 +70,17 @@ def map_conditions(entries: Iterable[Entry], table: CodeTable, sink: Sink) -> di
         if entry.type != "Condition":
             continue
         cond = entry.resource
-        clinical = _status(cond.clinicalStatus)
         verification = _status(cond.verificationStatus)
-        if clinical in INACTIVE_CLINICAL_STATUSES:
-            sink.ignore(entry, f"clinicalStatus {clinical!r}")
+        current, why = _current(cond, day)
+        if not current:
+            sink.ignore(entry, why)
             continue
         if verification in _NOT_TRUE:
             sink.ignore(entry, f"verificationStatus {verification!r}")
             continue
         rows: dict[str, tuple[CodeRow, str]] = {}
         for coding in (cond.code.coding or ()) if cond.code else ():
-            row = table.lookup("conditions", coding.system, coding.code)
-            if row is not None:
+            for row in table.lookup_all("conditions", coding.system, coding.code):
                 rows.setdefault(row.maps_to, (row, f"{coding.system}|{coding.code}"))
         used = {k: r for k, r in rows.items() if k != "secondary_neoplasm"}
         if not used:
@@ -77,8 +100,8 @@ def map_conditions(entries: Iterable[Entry], table: CodeTable, sink: Sink) -> di
     specific = sorted(s for s in sites if s != "other")
     if len(specific) > 1:
         where = "; ".join(f"{s}: {', '.join(fv.entry.ref for fv in sites[s])}" for s in specific)
-        sink.error(f"current Conditions name more than one primary tumour site ({where}); radiopal does not choose",
-                   sites[specific[1]][0].entry.path("code"))
+        sink.warn(f"primary_tumour.site is left unknown: current Conditions name more than one primary tumour site "
+                  f"({where}); radiopal does not choose", sites[specific[1]][0].entry.path("code"))
         return out
     site = specific[0] if specific else ("other" if "other" in sites else None)
     if site is not None:

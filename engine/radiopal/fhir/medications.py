@@ -60,6 +60,18 @@ class Event:
     activity: int | float | None = None
     response: bool | None = None
     best_response: str | None = None
+    #: Which element each date came from (provenance): {"start": "MedicationRequest.authoredOn", ...}
+    origins: dict[str, str] | None = None
+
+    def dose_date(self) -> tuple[When | None, str | None]:
+        """The best evidence of the last dose: the last dose itself, else the end of the period, else its start
+        (for an order, ``authoredOn``), with the element it came from."""
+        origins = self.origins or {}
+        for attr in ("last_dose", "end", "start"):
+            when = getattr(self, attr)
+            if when is not None:
+                return when, origins.get(attr)
+        return None, None
 
     @property
     def group(self) -> str:
@@ -90,8 +102,8 @@ def match_concept(concept: Any, table: CodeTable, section: str, sink: Sink, path
         if known is None or _PRECEDENCE.get(row.system, 9) < _PRECEDENCE.get(known.via, 9):
             by_target[row.maps_to] = match
     if len(by_target) > 1:
-        sink.error(f"codings name different agents ({', '.join(sorted(by_target))}); radiopal does not choose",
-                   f"{path}.coding")
+        sink.warn(f"the codings name different agents ({', '.join(sorted(by_target))}); radiopal does not choose, "
+                  "and the drug is not used", f"{path}.coding")
         return []
     if by_target:
         return list(by_target.values())
@@ -116,7 +128,8 @@ def _concept(entry: Entry, refs: ReferenceIndex, sink: Sink) -> tuple[Any, str] 
         for j, inner in enumerate(res.contained or ()):
             if inner.id == target[1:] and inner.get_resource_type() == "Medication":
                 return inner.code, entry.path("contained", j, "code")
-        sink.error(f"medicationReference {target!r} names no contained Medication", entry.path("medicationReference"))
+        sink.warn(f"medicationReference {target!r} names no contained Medication; the drug is unknown",
+                  entry.path("medicationReference"))
         return None
     found = refs.resolve(target)
     if found is not None and found.type == "Medication":
@@ -136,28 +149,66 @@ def _bounds(res: Any) -> tuple[When | None, When | None]:
     return None, None
 
 
-def _dates(entry: Entry) -> tuple[When | None, When | None, When | None]:
-    """(start, end, last dose) of a medication resource, per resource type."""
+_BOUNDS = "dosageInstruction.timing.repeat.boundsPeriod"
+
+
+def _dates(entry: Entry) -> tuple[When | None, When | None, When | None, dict[str, str]]:
+    """(start, end, last dose) of a medication resource, per resource type, and the element each came from.
+
+    The best date evidence wins: an administration's effective date, then a statement's or an order's period, then
+    an order's ``authoredOn`` (the day it was written: the doses may come later).
+    """
     res = entry.resource
     kind = entry.type
     ongoing = _ONGOING[kind][res.status]
     if kind == "MedicationAdministration":
         period = res.effectivePeriod
-        when = when_of(res.effectiveDateTime) or when_of(period.end if period else None) or when_of(
-            period.start if period else None)
-        return when, when, when
+        for value, element in ((res.effectiveDateTime, "effectiveDateTime"),
+                               (period.end if period else None, "effectivePeriod.end"),
+                               (period.start if period else None, "effectivePeriod.start")):
+            when = when_of(value)
+            if when is not None:
+                origin = f"{kind}.{element} (administration)"
+                return when, when, when, {"start": origin, "end": origin, "last_dose": origin}
+        return None, None, None, {}
     if kind == "MedicationStatement":
         period = res.effectivePeriod
         if res.effectiveDateTime is not None:
             start = when_of(res.effectiveDateTime)
+            origin = f"{kind}.effectiveDateTime"
             end = None if ongoing else start
-        else:
-            start = when_of(period.start) if period else None
-            end = when_of(period.end) if period else None
-        return start, end, None if ongoing else end
+            return start, end, end, {"start": origin, "end": origin, "last_dose": origin}
+        start = when_of(period.start) if period else None
+        end = when_of(period.end) if period else None
+        origins = {"start": f"{kind}.effectivePeriod.start", "end": f"{kind}.effectivePeriod.end",
+                   "last_dose": f"{kind}.effectivePeriod.end"}
+        return start, end, None if ongoing else end, origins
     start, end = _bounds(res)
-    start = start or when_of(res.authoredOn)
-    return start, end, None if ongoing else end
+    origins = {"start": f"{kind}.{_BOUNDS}.start", "end": f"{kind}.{_BOUNDS}.end",
+               "last_dose": f"{kind}.{_BOUNDS}.end"}
+    if start is None and res.authoredOn is not None:
+        start = when_of(res.authoredOn)
+        origins["start"] = f"{kind}.authoredOn (the order date; doses may have come later)"
+    return start, end, None if ongoing else end, origins
+
+
+def _as_of(event: Event, day: Any, sink: Sink) -> Event | None:
+    """The event as known on the evaluation day: dropped when it starts after it; a course that ended after the day
+    was still going on it (ongoing, no end)."""
+    if day is None:
+        return event
+
+    def after(when: When | None) -> bool:
+        return when is not None and (when.day or when.instant.date()) > day
+
+    if after(event.start) or (event.start is None and after(event.last_dose)):
+        sink.ignore(event.entry, "starts after the evaluation date")
+        return None
+    if after(event.end) or after(event.last_dose):
+        event.end = None
+        event.last_dose = None
+        event.ongoing = True
+    return event
 
 
 def activity_mbq(quantity: Any, sink: Sink, path: str) -> int | float | None:
@@ -165,7 +216,8 @@ def activity_mbq(quantity: Any, sink: Sink, path: str) -> int | float | None:
     if quantity is None or quantity.value is None:
         return None
     if quantity.system != UCUM or quantity.code not in _ACTIVITY_FACTORS:
-        sink.error(f"activity unit {quantity.code!r} is not accepted; allowed UCUM codes: MBq, mCi", f"{path}.code")
+        sink.warn(f"the activity is left unknown: unit {quantity.code!r} is not accepted (UCUM codes read: MBq, mCi)",
+                  f"{path}.code")
         return None
     return number(quantity.value * _ACTIVITY_FACTORS[quantity.code])
 
@@ -192,7 +244,7 @@ def read_extensions(entry: Entry, table: CodeTable, sink: Sink) -> tuple[bool | 
     ext = find_extension(res, table.extension_base + "pain-response")
     if ext is not None:
         if ext.valueBoolean is None:
-            sink.error("pain-response expects valueBoolean", entry.path("extension"))
+            sink.warn("the pain response is left unknown: pain-response expects valueBoolean", entry.path("extension"))
         else:
             response = bool(ext.valueBoolean)
     best = None
@@ -200,15 +252,17 @@ def read_extensions(entry: Entry, table: CodeTable, sink: Sink) -> tuple[bool | 
     if ext is not None:
         allowed = table.extensions["best-response"]["answers"]
         if ext.valueCode not in allowed:
-            sink.error(f"best-response expects valueCode {' | '.join(allowed)}, got {ext.valueCode!r}",
-                       entry.path("extension"))
+            sink.warn(f"the best response is left unknown: best-response expects valueCode {' | '.join(allowed)}, "
+                      f"got {ext.valueCode!r}", entry.path("extension"))
         else:
             best = str(ext.valueCode)
     return response, best
 
 
-def map_medications(entries: Iterable[Entry], table: CodeTable, refs: ReferenceIndex, sink: Sink) -> list[Event]:
-    """Dose events from the medication resources of a bundle (unknown drugs and unusable statuses are ignored)."""
+def map_medications(entries: Iterable[Entry], table: CodeTable, refs: ReferenceIndex, sink: Sink,
+                    day: Any = None) -> list[Event]:
+    """Dose events from the medication resources of a bundle, as known on ``day`` (the evaluation date); unknown
+    drugs and unusable statuses are ignored."""
     events: list[Event] = []
     for entry in entries:
         if entry.type not in MEDICATION_TYPES:
@@ -228,11 +282,14 @@ def map_medications(entries: Iterable[Entry], table: CodeTable, refs: ReferenceI
         if not matches:
             sink.ignore(entry, "drug not in kb/fhir/codes.yaml")
             continue
-        start, end, last = _dates(entry)
+        start, end, last, origins = _dates(entry)
         response, best = read_extensions(entry, table, sink)
         for match in matches:
-            event = Event(entry, match, entry.type, statuses[res.status], start, end, last,
-                          response=response, best_response=best)
+            found_event = _as_of(Event(entry, match, entry.type, statuses[res.status], start, end, last,
+                                       response=response, best_response=best, origins=origins), day, sink)
+            if found_event is None:
+                continue
+            event = found_event
             if match.row.group == "radionuclides":
                 if entry.type == "MedicationRequest":
                     sink.ignore(entry, "a radionuclide order is not an administration")
@@ -250,7 +307,7 @@ def _day(when: When | None, sink: Sink, entry: Entry, what: str) -> str | None:
     if when is None:
         return None
     if when.day is None:
-        sink.error(f"{what} needs a full date (YYYY-MM-DD), got {when.text!r}", entry.path())
+        sink.warn(f"{what} is left unknown: it needs a full date (YYYY-MM-DD), got {when.text!r}", entry.path())
         return None
     return when.day.isoformat()
 
@@ -272,25 +329,29 @@ def build_treatment_history(events: list[Event], table: CodeTable, sink: Sink) -
     for event in events:
         key = event.agent if event.agent != "other" else f"other:{event.match.code}"
         groups[event.group].setdefault(key, []).append(event)
-    out: dict[str, list[tuple[str, dict[str, Any], list[Event]]]] = {g: [] for g in groups}
+    out: dict[str, list[tuple[str, dict[str, Any], list[Event], str | None]]] = {g: [] for g in groups}
 
     for agent_events in groups["chemotherapy"].values():
         first = agent_events[0]
         attrs = table.agents["chemotherapy"][first.agent]
         item: dict[str, Any] = {"agent": first.agent, "class": attrs["class"],
                                 "myelosuppressive": bool(attrs["myelosuppressive"])}
-        last = _latest(agent_events, "last_dose")
-        day = _day(last.last_dose, sink, last.entry, "last_dose_date") if last and last.last_dose else None
-        if day:
-            item["last_dose_date"] = day
-        else:
-            sink.warn(f"chemotherapy {first.agent}: no last dose date in {', '.join(e.entry.ref for e in agent_events)}",
-                      first.entry.path())
+        dated = [(e, *e.dose_date()) for e in agent_events]
+        dated = [d for d in dated if d[1] is not None]
+        last = max(dated, key=lambda d: d[1].instant) if dated else None  # type: ignore[union-attr]
+        day = _day(last[1], sink, last[0].entry, f"chemotherapy {first.agent} last_dose_date") if last else None
+        if not day:
+            # last_dose_date is required per entry: an entry without it cannot be written.
+            sink.warn(f"chemotherapy {first.agent} is not used: no date of any dose in "
+                      f"{', '.join(e.entry.ref for e in agent_events)}", first.entry.path())
+            continue
+        item["last_dose_date"] = day
         item["ongoing"] = any(e.ongoing for e in agent_events)
         with_best = [e for e in agent_events if e.best_response]
         if with_best:
             item["best_response"] = max(with_best, key=_sort_instant).best_response
-        out["chemotherapy"].append((day or "", item, agent_events))
+        assert last is not None
+        out["chemotherapy"].append((day, item, agent_events, last[2]))
 
     for agent_events in groups["hormonal"].values():
         first = agent_events[0]
@@ -306,7 +367,7 @@ def build_treatment_history(events: list[Event], table: CodeTable, sink: Sink) -
             if end_day:
                 item["end_date"] = end_day
         item["ongoing"] = ongoing
-        out["hormonal"].append((start_day or "", item, agent_events))
+        out["hormonal"].append((start_day or "", item, agent_events, None))
 
     for agent_events in groups["bone_health_agents"].values():
         first = agent_events[0]
@@ -321,7 +382,7 @@ def build_treatment_history(events: list[Event], table: CodeTable, sink: Sink) -
             if last_day:
                 item["last_dose_date"] = last_day
         item["ongoing"] = any(e.ongoing for e in agent_events)
-        out["bone_health_agents"].append((start_day or "", item, agent_events))
+        out["bone_health_agents"].append((start_day or "", item, agent_events, None))
 
     for agent_events in groups["radionuclides"].values():
         by_day: dict[str, tuple[dict[str, Any], list[Event]]] = {}
@@ -329,7 +390,7 @@ def build_treatment_history(events: list[Event], table: CodeTable, sink: Sink) -
             day = _day(event.start, sink, event.entry, "radionuclide date")
             if day is None:
                 if event.start is None:
-                    sink.error(f"radionuclide {event.agent} administration has no date", event.entry.path())
+                    sink.warn(f"this {event.agent} administration is not used: it has no date", event.entry.path())
                 continue
             if day in by_day:
                 item, sources = by_day[day]
@@ -343,16 +404,17 @@ def build_treatment_history(events: list[Event], table: CodeTable, sink: Sink) -
                 item["response"] = event.response
             by_day[day] = (item, [event])
         for day, (item, sources) in by_day.items():
-            out["radionuclides"].append((day, item, sources))
+            item = {k: v for k, v in item.items() if v is not None}
+            out["radionuclides"].append((day, item, sources, None))
 
     result: dict[str, list[dict[str, Any]]] = {}
     for group, items in out.items():
         items.sort(key=lambda t: (t[0], t[1]["agent"]))
         result[group] = []
-        for i, (_, item, sources) in enumerate(items):
+        for i, (_, item, sources, date_from) in enumerate(items):
             result[group].append(item)
             primary = max(sources, key=_sort_instant)
-            sink.cite(f"treatment_history.{group}[{i}]", primary.entry, **primary.match.describe(),
+            sink.cite(f"treatment_history.{group}[{i}]", primary.entry, **primary.match.describe(), date_from=date_from,
                       sources=[{**e.entry.source(), **e.match.describe()} for e in sources])
     return result
 
@@ -365,9 +427,10 @@ def _sort_instant(event: Event) -> Any:
 def _merge_radionuclide(item: dict[str, Any], event: Event, sink: Sink) -> None:
     """Two records of one administration (say a MedicationAdministration and a Procedure): keep both's details."""
     for key, value in (("activity_MBq", event.activity), ("response", event.response)):
-        if value is None:
+        if value is None or (key in item and item[key] is None):  # unknown, or already disputed
             continue
         if key in item and item[key] != value:
-            sink.error(f"two records of the {item['agent']} administration on {item['date']} disagree on {key} "
-                       f"({item[key]!r} vs {value!r})", event.entry.path())
+            sink.warn(f"{key} of the {item['agent']} administration on {item['date']} is left unknown: two records "
+                      f"disagree ({item[key]!r} vs {value!r})", event.entry.path())
+            item[key] = None
         item.setdefault(key, value)

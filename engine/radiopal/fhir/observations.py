@@ -1,9 +1,15 @@
-"""Observations → contract fields: pick the latest usable result per field and read its value[x].
+"""Observations → contract fields: for each field, the latest result counts, and only it is read.
 
-Usable = status final, amended or corrected. "Latest" orders by effectiveDateTime / effectivePeriod.end /
-effectiveInstant, then ``issued``; results with the same timestamp are broken by the row's ``prefer`` column and
-must otherwise agree. A field fed by several codes (platelets 777-3 and 26515-7) takes the latest across them;
-``rank`` makes a code a fallback (eGFR is used only when no Cockcroft-Gault CrCl exists, brief DATA-03).
+Results are Observations with status final, amended or corrected, effective on or before the evaluation date, whose
+code (or one of whose ``component`` codes — an eGFR inside a renal panel) is in the code table. "Latest" orders by
+effectiveDateTime / effectivePeriod.end / effectiveInstant, then ``issued``; results with the same timestamp are
+broken by the row's ``prefer`` column. A field fed by several codes (platelets 777-3 and 26515-7) takes the latest
+across them; ``rank`` makes a code a fallback (eGFR is used only when no Cockcroft-Gault CrCl exists, DATA-03).
+
+A record is not a hand-written document: when the latest result cannot be used (a unit that cannot be read or
+converted, a ``dataAbsentReason``, a value of the wrong type, same-time results that disagree) the field is left
+unknown with a warning naming the resource, element and reason. Older results are skipped, not judged. A decimal
+where the contract takes an integer is rounded half up, with a warning.
 """
 
 from __future__ import annotations
@@ -11,15 +17,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from .codes import RADIOPAL_SYSTEM, CodeRow, CodeTable, FieldSpec
 from .common import Entry, FieldValue, Sink, When, number, when_of
+from .quantities import read_quantity
 
 __all__ = ["USABLE_STATUSES", "map_observations"]
 
 USABLE_STATUSES = frozenset({"final", "amended", "corrected"})
-UCUM = "http://unitsofmeasure.org"
 _VALUE_ELEMENTS = (
     "valueQuantity", "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger", "valueRange",
     "valueRatio", "valueSampledData", "valueTime", "valueDateTime", "valuePeriod",
@@ -32,17 +39,31 @@ _EXPECTED = {
 
 
 @dataclass(frozen=True)
-class _Candidate:
+class _Result:
+    """One Observation (or one of its components) reporting a field: the element holding value[x] and its time."""
+
     entry: Entry
     row: CodeRow
     spec: FieldSpec
     when: When | None
     issued: When | None
-    value: Any
-    note: str | None  # set when the result exists but is not a usable value (a bound such as ">90")
+    holder: Any  # the Observation, or the component that carries the value
+    where: tuple[str | int, ...]  # element path of the holder below the resource: () or ("component", j)
 
     def order(self) -> tuple[dt.datetime, dt.datetime]:
         return (self.when.instant if self.when else _EARLIEST, self.issued.instant if self.issued else _EARLIEST)
+
+    def path(self, *parts: str | int) -> str:
+        return self.entry.path(*self.where, *parts)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """The value read from a result (``None`` with a note for a bound such as ``>90``) and how its unit was read."""
+
+    value: Any
+    note: str | None = None
+    how: str | None = None
 
 
 def _effective(obs: Any) -> When | None:
@@ -55,190 +76,227 @@ def _effective(obs: Any) -> When | None:
     return when_of(obs.issued)
 
 
-def _present_value(obs: Any) -> str | None:
+def _present_value(holder: Any) -> str | None:
     for name in _VALUE_ELEMENTS:
-        if getattr(obs, name, None) is not None:
+        if getattr(holder, name, None) is not None:
             return name
     return None
 
 
-def _match(entry: Entry, table: CodeTable, sink: Sink) -> CodeRow | None:
+def _match(concept: Any, table: CodeTable) -> tuple[CodeRow | None, list[str]]:
+    """The row a CodeableConcept's codings map to, or (None, the fields) when they map to different fields."""
     rows: dict[str, CodeRow] = {}
-    for coding in (entry.resource.code.coding or ()) if entry.resource.code else ():
+    for coding in (concept.coding or ()) if concept is not None else ():
         row = table.lookup("observations", coding.system, coding.code)
         if row is not None:
             rows.setdefault(row.maps_to, row)
     if len(rows) > 1:
-        sink.error(f"codings map to different fields ({', '.join(sorted(rows))}); radiopal cannot choose",
-                   entry.path("code", "coding"))
-        return None
-    return next(iter(rows.values()), None)
+        return None, sorted(rows)
+    return next(iter(rows.values()), None), []
 
 
-def _quantity(entry: Entry, q: Any, spec: FieldSpec, sink: Sink, where: str) -> tuple[str, Any] | None:
-    """Check a Quantity's UCUM code against the field's units; return (ucum code, value) or None after an error."""
-    allowed = ", ".join(spec.units)
-    if q.value is None:
-        sink.error("quantity has no value", entry.path(where, "value"))
-        return None
-    if not q.code:
-        sink.error(f"quantity has no UCUM code for {spec.path}; allowed UCUM codes: {allowed}",
-                   entry.path(where, "code"))
-        return None
-    if q.system != UCUM:
-        sink.error(f"quantity system is {q.system!r}; radiopal reads UCUM units ({UCUM})", entry.path(where, "system"))
-        return None
-    if q.code not in spec.units:
-        sink.error(f"unit {q.code!r} is not accepted for {spec.path}; allowed UCUM codes: {allowed}",
-                   entry.path(where, "code"))
-        return None
-    return q.code, q.value
+def _unknown(result: _Result, sink: Sink, reason: str, *element: str | int) -> None:
+    sink.warn(f"{result.spec.path} is left unknown: {reason}", result.path(*element))
 
 
-def _read(entry: Entry, row: CodeRow, spec: FieldSpec, table: CodeTable, sink: Sink) -> tuple[bool, Any, str | None]:
-    """(ok, value, note) for one Observation; ok is False after an error was recorded."""
-    obs = entry.resource
-    present = _present_value(obs)
+def _whole(value: Any, result: _Result, sink: Sink, element: tuple[str | int, ...]) -> int:
+    """An integer field's value; a decimal is rounded half up, with a warning (Synthea writes pain as 2.95)."""
+    if isinstance(value, int):
+        return value
+    rounded = int(Decimal(str(value)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    sink.warn(f"{result.spec.path}: {value} is not a whole number; rounded to {rounded}", result.path(*element))
+    return rounded
+
+
+def _quantity_of(result: _Result, q: Any, table: CodeTable, sink: Sink, element: str) -> _Read | None:
+    read, problem = read_quantity(q, result.spec, table)
+    if read is None:
+        _unknown(result, sink, problem or "the quantity cannot be used", element)
+        return None
+    if q.comparator:
+        return _Read(None, f"result is a bound ({q.comparator}{number(q.value)} {q.code or q.unit or ''}), not a value")
+    return _Read(read.value, how=read.how) if read.unit is None else _Read(
+        {"value": read.value, "unit": read.unit, **result.row.set}, how=read.how)
+
+
+def _absent(result: _Result, sink: Sink) -> None:
+    holder = result.holder
+    reason = holder.dataAbsentReason
+    if reason is not None:
+        code = next((c.code for c in reason.coding or () if c.code), None)
+        said = reason.text or code or "given"
+        _unknown(result, sink, f"the latest result has no value (dataAbsentReason: {said})", "dataAbsentReason")
+        return
+    parts = getattr(holder, "component", None) or ()
+    if parts:
+        codes = sorted({f"{c.system}|{c.code}" for comp in parts for c in comp.code.coding or () if c.code})
+        _unknown(result, sink, "the latest result has no value[x]; its values are in components radiopal does not "
+                               f"read ({', '.join(codes) or 'uncoded'})", "component")
+        return
+    _unknown(result, sink, "the latest result has no value[x]", "value[x]")
+
+
+def _read(result: _Result, table: CodeTable, sink: Sink) -> _Read | None:
+    """The usable value of one result, or ``None`` after a warning (the field is then unknown)."""
+    spec = result.spec
+    holder = result.holder
+    present = _present_value(holder)
     expected = _EXPECTED[spec.kind]
+    if present is None and spec.kind != "strings":
+        _absent(result, sink)
+        return None
 
-    def wrong() -> tuple[bool, Any, str | None]:
-        sink.error(f"{spec.path} expects {expected}, found {present or 'no value'}", entry.path(present or "value[x]"))
-        return False, None, None
+    def wrong() -> None:
+        _unknown(result, sink, f"expected {expected}, found {present or 'no value'}", present or "value[x]")
 
     if spec.kind in {"lab", "number"}:
         if present != "valueQuantity":
             return wrong()
-        checked = _quantity(entry, obs.valueQuantity, spec, sink, "valueQuantity")
-        if checked is None:
-            return False, None, None
-        code, raw = checked
-        if obs.valueQuantity.comparator:
-            return True, None, f"result is a bound ({obs.valueQuantity.comparator}{raw} {code}), not a value"
-        if spec.kind == "number":
-            return True, number(raw), None
-        return True, {"value": number(raw), "unit": table.unit(code), **row.set}, None
+        return _quantity_of(result, holder.valueQuantity, table, sink, "valueQuantity")
     if spec.kind == "integer":
         if present == "valueInteger":
-            return True, int(obs.valueInteger), None
+            return _Read(int(holder.valueInteger))
         if present == "valueQuantity" and spec.units:
-            checked = _quantity(entry, obs.valueQuantity, spec, sink, "valueQuantity")
-            if checked is None:
-                return False, None, None
-            value = number(checked[1])
-            if not isinstance(value, int):
-                sink.error(f"{spec.path} must be a whole number, got {checked[1]}", entry.path("valueQuantity", "value"))
-                return False, None, None
-            return True, value, None
+            read = _quantity_of(result, holder.valueQuantity, table, sink, "valueQuantity")
+            if read is None or read.value is None:
+                return read
+            return _Read(_whole(read.value, result, sink, ("valueQuantity", "value")), how=read.how)
         return wrong()
     if spec.kind == "boolean":
-        return (True, bool(obs.valueBoolean), None) if present == "valueBoolean" else wrong()
+        return _Read(bool(holder.valueBoolean)) if present == "valueBoolean" else wrong()
     if spec.kind == "code":
         if present != "valueCodeableConcept":
             return wrong()
-        codes = [c.code for c in obs.valueCodeableConcept.coding or () if c.system == RADIOPAL_SYSTEM and c.code]
+        codes = [c.code for c in holder.valueCodeableConcept.coding or () if c.system == RADIOPAL_SYSTEM and c.code]
         good = [c for c in codes if c in spec.answers]
         if len(set(good)) == 1:
-            return True, good[0], None
+            return _Read(good[0])
         found = f"found {', '.join(repr(c) for c in codes)}" if codes else "found no radiopal coding"
-        sink.error(f"{spec.path} expects one of {', '.join(spec.answers)} (system {RADIOPAL_SYSTEM}); {found}",
-                   entry.path("valueCodeableConcept", "coding"))
-        return False, None, None
+        _unknown(result, sink, f"expected one of {', '.join(spec.answers)} (system {RADIOPAL_SYSTEM}); {found}",
+                 "valueCodeableConcept", "coding")
+        return None
     # strings: one component per item, in order
     items: list[str] = []
-    for j, comp in enumerate(obs.component or ()):
+    for j, comp in enumerate(holder.component or ()):
         if comp.valueString is None:
-            sink.error(f"{spec.path} expects each component to carry valueString", entry.path("component", j))
-            return False, None, None
+            _unknown(result, sink, "expected each component to carry valueString", "component", j)
+            return None
         items.append(str(comp.valueString))
     if not items:
         return wrong()
-    return True, items, None
+    return _Read(items)
 
 
-def _candidates(entries: Iterable[Entry], table: CodeTable, sink: Sink) -> dict[str, list[_Candidate]]:
-    out: dict[str, list[_Candidate]] = {}
+def _on_or_before(when: When | None, day: dt.date | None) -> bool:
+    """Whether a result was known on the evaluation day (an undated result is kept; it sorts oldest)."""
+    if day is None or when is None:
+        return True
+    return (when.day or when.instant.date()) <= day
+
+
+def _results(entries: Iterable[Entry], table: CodeTable, sink: Sink, day: dt.date | None) -> dict[str, list[_Result]]:
+    """Every result that reports a field, per field; nothing is read or judged yet (indexes, no values)."""
+    out: dict[str, list[_Result]] = {}
     for entry in entries:
         if entry.type != "Observation":
             continue
-        row = _match(entry, table, sink)
-        if row is None:
+        obs = entry.resource
+        row, conflict = _match(obs.code, table)
+        if conflict:
+            sink.warn(f"the codings map to different fields ({', '.join(conflict)}); radiopal does not choose, and "
+                      "the result is not used", entry.path("code", "coding"))
+            continue
+        parts: list[tuple[CodeRow, Any, tuple[str | int, ...]]] = [(row, obs, ())] if row is not None else []
+        for j, comp in enumerate(obs.component or ()):
+            crow, _ = _match(comp.code, table)
+            if crow is not None and (row is None or crow.maps_to != row.maps_to):
+                parts.append((crow, comp, ("component", j)))
+        if not parts:
             sink.ignore(entry, "Observation.code is not in kb/fhir/codes.yaml")
             continue
-        obs = entry.resource
         if obs.status not in USABLE_STATUSES:
             sink.ignore(entry, f"status {obs.status!r} (radiopal uses final, amended, corrected)")
             continue
-        if _present_value(obs) is None and not obs.component:
-            reason = obs.dataAbsentReason.text if obs.dataAbsentReason and obs.dataAbsentReason.text else "no value"
-            sink.ignore(entry, f"no value[x] ({reason})")
+        when = _effective(obs)
+        if not _on_or_before(when, day):
+            sink.ignore(entry, "effective after the evaluation date")
             continue
-        spec = table.fields[row.maps_to]
-        ok, value, note = _read(entry, row, spec, table, sink)
-        if ok:
-            out.setdefault(spec.path, []).append(
-                _Candidate(entry, row, spec, _effective(obs), when_of(obs.issued), value, note))
+        issued = when_of(obs.issued)
+        for prow, holder, where in parts:
+            spec = table.fields[prow.maps_to]
+            out.setdefault(spec.path, []).append(_Result(entry, prow, spec, when, issued, holder, where))
     return out
 
 
-def _choose(field_path: str, found: list[_Candidate], sink: Sink) -> _Candidate | None:
-    best_rank = min(c.row.rank for c in found)
-    pool = [c for c in found if c.row.rank == best_rank]
-    pool.sort(key=lambda c: (*c.order(), c.row.prefer), reverse=True)
-    chosen = pool[0]
-    for other in pool[1:]:
-        if other.order() != chosen.order() or other.row.prefer != chosen.row.prefer:
-            break
-        if other.value != chosen.value:
-            sink.error(
-                f"two {field_path} results with the same time disagree ({chosen.value!r} in {chosen.entry.path()} "
-                f"vs {other.value!r}); radiopal does not choose between them",
-                other.entry.path(),
-            )
+def _choose(field_path: str, found: list[_Result], table: CodeTable, sink: Sink) -> tuple[_Result, _Read] | None:
+    """The latest result of the best-ranked code, read; ``None`` (field unknown) when it cannot be used or when
+    results of the same time disagree. Older results are skipped without being read."""
+    best_rank = min(r.row.rank for r in found)
+    pool = sorted((r for r in found if r.row.rank == best_rank), key=lambda r: (*r.order(), r.row.prefer),
+                  reverse=True)
+    latest = pool[0]
+    ties = [r for r in pool if r.order() == latest.order() and r.row.prefer == latest.row.prefer]
+    reads: list[tuple[_Result, _Read]] = []
+    for result in ties:
+        read = _read(result, table, sink)
+        if read is None:
             return None
+        reads.append((result, read))
+    distinct = {repr(read.value) for _, read in reads}
+    if len(distinct) > 1:
+        shown = "; ".join(f"{r.entry.ref}: {read.value!r}" for r, read in reads)
+        sink.warn(f"{field_path} is left unknown: results with the same time disagree ({shown}); radiopal does not "
+                  "choose", latest.path())
+        return None
     for other in found:
         if other.row.rank > best_rank:
-            sink.ignore(other.entry, f"{field_path}: a preferred code ({chosen.row.code}) has a result")
-        elif other is not chosen:
-            sink.ignore(other.entry, f"{field_path}: superseded by {chosen.entry.ref}")
-    return chosen
+            sink.ignore(other.entry, f"{field_path}: a preferred code ({latest.row.code}) has a result")
+        elif other not in ties:
+            sink.ignore(other.entry, f"{field_path}: superseded by {latest.entry.ref}")
+    return reads[0]
 
 
-def _day(candidate: _Candidate, sink: Sink, target: str) -> str | None:
-    if candidate.when is None:
-        sink.warn(f"{target}: {candidate.entry.ref} has no effective date", candidate.entry.path("effective[x]"))
+def _day(result: _Result, sink: Sink, target: str) -> str | None:
+    if result.when is None:
+        sink.warn(f"{target} is left unknown: {result.entry.ref} has no effective date", result.path("effective[x]"))
         return None
-    if candidate.when.day is None:
-        sink.error(f"{target} needs a full date (YYYY-MM-DD), got {candidate.when.text!r}",
-                   candidate.entry.path("effective[x]"))
+    if result.when.day is None:
+        sink.warn(f"{target} is left unknown: it needs a full date (YYYY-MM-DD), got {result.when.text!r}",
+                  result.entry.path("effective[x]"))
         return None
-    return candidate.when.day.isoformat()
+    return result.when.day.isoformat()
 
 
-def map_observations(entries: Iterable[Entry], table: CodeTable, sink: Sink) -> dict[str, FieldValue]:
+def map_observations(entries: Iterable[Entry], table: CodeTable, sink: Sink,
+                     day: dt.date | None = None) -> dict[str, FieldValue]:
     """Map Observations to contract fields (by code-table row), recording provenance in ``sink``.
 
-    Returns field path → value for the fields found, including the dates derived from them
-    (``labs.date``, ``bone_disease.bone_scan.date``, ``dental.exam_date``) and ``labs.calcium_lln``.
+    Only results effective on or before ``day`` (the evaluation date) count. Returns field path → value for the
+    fields found, including the dates derived from them (``labs.date``, ``bone_disease.bone_scan.date``,
+    ``dental.exam_date``) and ``labs.calcium_lln``. A field whose latest result cannot be used is left out (unknown)
+    with a warning in ``sink``.
     """
     out: dict[str, FieldValue] = {}
-    chosen: dict[str, _Candidate] = {}
-    for field_path, found in _candidates(entries, table, sink).items():
-        pick = _choose(field_path, found, sink)
-        if pick is None:
+    chosen: dict[str, _Result] = {}
+    for field_path, found in _results(entries, table, sink, day).items():
+        picked = _choose(field_path, found, table, sink)
+        if picked is None:
             continue
-        if pick.value is None:
-            sink.warn(f"{field_path} left out: the latest result {pick.note}", pick.entry.path("valueQuantity"))
+        pick, read = picked
+        if read.value is None:
+            sink.warn(f"{field_path} is left unknown: the latest result {read.note}", pick.path("valueQuantity"))
             continue
         chosen[field_path] = pick
-        out[field_path] = FieldValue(pick.value, pick.entry, pick.row, pick.when)
+        out[field_path] = FieldValue(read.value, pick.entry, pick.row, pick.when)
         sink.cite(field_path, pick.entry, matched=pick.row.system,
                   code=f"{table.systems[pick.row.system]}|{pick.row.code}", verified=pick.row.verified,
-                  effective=pick.when.text if pick.when else None)
+                  effective=pick.when.text if pick.when else None, unit=read.how,
+                  element=".".join(str(p) for p in pick.where) or None)
         spec = pick.spec
-        if spec.date_to and pick.when is not None and (pick.value is True or not spec.date_when_true):
-            day = _day(pick, sink, spec.date_to)
-            if day is not None:
-                out[spec.date_to] = FieldValue(day, pick.entry, pick.row, pick.when)
+        if spec.date_to and pick.when is not None and (read.value is True or not spec.date_when_true):
+            when = _day(pick, sink, spec.date_to)
+            if when is not None:
+                out[spec.date_to] = FieldValue(when, pick.entry, pick.row, pick.when)
                 sink.cite(spec.date_to, pick.entry, derived=f"effective date of {field_path}")
         if spec.reference_low_to:
             low = _reference_low(pick, table, sink)
@@ -249,20 +307,21 @@ def map_observations(entries: Iterable[Entry], table: CodeTable, sink: Sink) -> 
     return out
 
 
-def _reference_low(pick: _Candidate, table: CodeTable, sink: Sink) -> dict[str, Any] | None:
-    ranges = pick.entry.resource.referenceRange or ()
+def _reference_low(pick: _Result, table: CodeTable, sink: Sink) -> dict[str, Any] | None:
+    ranges = getattr(pick.holder, "referenceRange", None) or ()
     if not ranges or ranges[0].low is None:
         return None
-    checked = _quantity(pick.entry, ranges[0].low, pick.spec, sink, "referenceRange[0].low")
-    if checked is None:
+    read, problem = read_quantity(ranges[0].low, pick.spec, table)
+    if read is None or read.unit is None:
+        sink.warn(f"the reference range's low bound is not used: {problem}", pick.path("referenceRange", 0, "low"))
         return None
-    return {"value": number(checked[1]), "unit": table.unit(checked[0])}
+    return {"value": read.value, "unit": read.unit}
 
 
 _COUNT_FIELDS = ("labs.platelets", "labs.wbc", "labs.anc", "labs.haemoglobin")
 
 
-def _lab_date(chosen: dict[str, _Candidate], table: CodeTable, out: dict[str, FieldValue], sink: Sink) -> None:
+def _lab_date(chosen: dict[str, _Result], table: CodeTable, out: dict[str, FieldValue], sink: Sink) -> None:
     """labs.date: the OLDEST effective date among the blood counts used (else the latest of the other labs).
 
     The contract has one date for all labs, and DATA-04 judges the counts by it (≤ 7 days for a radionuclide). Taking

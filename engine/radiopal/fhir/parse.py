@@ -47,7 +47,7 @@ def _fail(file: str, message: str, path: str = "") -> InputError:
 def _load(bundle: dict[str, Any] | str | Path) -> tuple[Any, str]:
     if isinstance(bundle, dict):
         return bundle, "<bundle>"
-    if isinstance(bundle, str) and bundle.lstrip().startswith("{"):
+    if isinstance(bundle, str) and bundle.lstrip("\ufeff \t\r\n").startswith("{"):
         return load_text(bundle, file="<bundle>", kind="FHIR Bundle", as_json=True).data, "<bundle>"
     if isinstance(bundle, (str, Path)):
         path = Path(bundle)

@@ -9,6 +9,7 @@ dose and fractions from the radiopal extensions ``ebrt-dose`` (valueQuantity, UC
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,16 +37,19 @@ def _site(res: Any) -> str | None:
     return ", ".join(names) or None
 
 
-def _ebrt(entry: Entry, technique: str, table: CodeTable, sink: Sink) -> dict[str, Any]:
+def _ebrt(entry: Entry, technique: str, table: CodeTable, sink: Sink) -> dict[str, Any] | None:
     res = entry.resource
     item: dict[str, Any] = {}
     when = _performed(res)
     if when is None:
-        sink.warn("EBRT course has no end date (performedPeriod.end or performedDateTime)", entry.path("performed[x]"))
-    elif when.day is None:
-        sink.error(f"EBRT date needs a full date (YYYY-MM-DD), got {when.text!r}", entry.path("performed[x]"))
-    else:
-        item["date"] = when.day.isoformat()
+        sink.warn("this EBRT course is not used: it has no end date (performedPeriod.end or performedDateTime)",
+                  entry.path("performed[x]"))
+        return None
+    if when.day is None:
+        sink.warn(f"this EBRT course is not used: its date needs a full date (YYYY-MM-DD), got {when.text!r}",
+                  entry.path("performed[x]"))
+        return None
+    item["date"] = when.day.isoformat()
     site = _site(res)
     if site:
         item["site"] = site
@@ -53,21 +57,23 @@ def _ebrt(entry: Entry, technique: str, table: CodeTable, sink: Sink) -> dict[st
     if dose is not None:
         q = dose.valueQuantity
         if q is None or q.value is None or q.system != UCUM or q.code != "Gy":
-            sink.error("ebrt-dose expects valueQuantity in UCUM Gy", entry.path("extension"))
+            sink.warn("the EBRT dose is left unknown: ebrt-dose expects valueQuantity in UCUM Gy", entry.path("extension"))
         else:
             item["dose_Gy"] = number(q.value)
     fractions = find_extension(res, table.extension_base + "ebrt-fractions")
     if fractions is not None:
         if fractions.valueInteger is None:
-            sink.error("ebrt-fractions expects valueInteger", entry.path("extension"))
+            sink.warn("the EBRT fractions are left unknown: ebrt-fractions expects valueInteger", entry.path("extension"))
         else:
             item["fractions"] = int(fractions.valueInteger)
     item["technique"] = technique
     return item
 
 
-def map_procedures(entries: Iterable[Entry], table: CodeTable, sink: Sink) -> tuple[list[dict[str, Any]], list[Event]]:
-    """EBRT courses (sorted by date, cited) and radionuclide administration events from Procedures."""
+def map_procedures(entries: Iterable[Entry], table: CodeTable, sink: Sink,
+                   day: dt.date | None = None) -> tuple[list[dict[str, Any]], list[Event]]:
+    """EBRT courses (sorted by date, cited) and radionuclide administration events from Procedures performed on or
+    before ``day`` (the evaluation date)."""
     courses: list[tuple[str, dict[str, Any], Entry, Any]] = []
     events: list[Event] = []
     for entry in entries:
@@ -77,6 +83,10 @@ def map_procedures(entries: Iterable[Entry], table: CodeTable, sink: Sink) -> tu
         if res.status not in USABLE_PROCEDURE_STATUSES:
             sink.ignore(entry, f"status {res.status!r}")
             continue
+        when = _performed(res)
+        if day is not None and when is not None and (when.day or when.instant.date()) > day:
+            sink.ignore(entry, "performed after the evaluation date")
+            continue
         row = None
         for coding in (res.code.coding or ()) if res.code else ():
             row = table.lookup("procedures", coding.system, coding.code)
@@ -84,7 +94,8 @@ def map_procedures(entries: Iterable[Entry], table: CodeTable, sink: Sink) -> tu
                 break
         if row is not None:
             item = _ebrt(entry, row.agent, table, sink)
-            courses.append((item.get("date", ""), item, entry, row))
+            if item is not None:
+                courses.append((item["date"], item, entry, row))
             continue
         matches = []
         for j, concept in enumerate(res.usedCode or ()):
@@ -93,7 +104,6 @@ def map_procedures(entries: Iterable[Entry], table: CodeTable, sink: Sink) -> tu
         if not matches:
             sink.ignore(entry, "neither an EBRT code nor a radionuclide in usedCode")
             continue
-        when = _performed(res)
         ext = find_extension(res, table.extension_base + "administered-activity")
         activity = activity_mbq(ext.valueQuantity, sink, entry.path("extension")) if ext is not None else None
         response, _ = read_extensions(entry, table, sink)

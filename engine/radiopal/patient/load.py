@@ -57,14 +57,19 @@ def load_patient(path: str | Path) -> PatientDocument:
 
 
 def parse_patient(data: Any, *, source: SourceMap | None = None) -> PatientDocument:
-    """Validate already-parsed data as a patient document; raise :class:`InputError` listing every problem."""
+    """Validate already-parsed data as a patient document; raise :class:`InputError` listing every problem.
+
+    ``datetime.date`` values (as ``yaml.safe_load`` returns an unquoted ``2025-06-02``, or as a Python caller builds
+    the dict) are read as their ISO text; a ``datetime`` (a time of day) is not a contract date and stays an error.
+    """
     source = source or SourceMap("<patient>")
     if not isinstance(data, Mapping):
         raise InputError(
             f"{source.file}: expected a mapping (a patient document), got {type(data).__name__}",
             [Problem(f"expected a mapping (a patient document), got {type(data).__name__}", file=source.file)],
         )
-    found = _impossible_values(data, source)
+    found = _impossible_values(data, source)  # first: it refuses nesting deeper than MAX_DEPTH without recursing
+    data = _iso_dates(data)
     found += _date_range(data, source) + schemacheck.problems(data, "patient", source=source)
     if found:
         raise InputError(f"{source.file}: invalid patient document", found)
@@ -73,6 +78,17 @@ def parse_patient(data: Any, *, source: SourceMap | None = None) -> PatientDocum
     if found:
         raise InputError(f"{source.file}: invalid patient document", found)
     return PatientDocument(data, source, evaluation_date)
+
+
+def _iso_dates(value: Any) -> Any:
+    """A copy of ``value`` with every ``datetime.date`` (not ``datetime``) as ``YYYY-MM-DD`` text; else unchanged."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {k: _iso_dates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_iso_dates(v) for v in value]
+    return value
 
 
 def _future_dates(data: Mapping[str, Any], evaluation_date: dt.date, source: SourceMap) -> list[Problem]:

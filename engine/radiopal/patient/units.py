@@ -72,6 +72,20 @@ def convert(value: float, unit: str, quantity: str, to: str | None = None) -> fl
     return round(_factor(quantity, source_expr, target_expr) * float(value), ROUND_DECIMALS)
 
 
+def convert_expression(value: float, source_expr: str, quantity: str) -> float:
+    """Convert ``value`` in any unit pint understands (``"1e3 / microliter"``, ``"pound"``) to the canonical unit of
+    ``quantity`` (contract unit string, e.g. ``10^9/L``), with the quantity's molar mass where mass meets amount.
+
+    Raises ``ValueError`` when pint cannot parse the expression or the dimensions do not match.
+    """
+    q = quantities()[quantity]
+    try:
+        factor = _factor(quantity, source_expr, q.units[q.canonical])
+    except Exception as exc:  # pint raises its own error classes (UndefinedUnitError, DimensionalityError ...)
+        raise ValueError(f"cannot convert {source_expr!r} to {q.canonical}: {exc}") from exc
+    return round(factor * float(value), ROUND_DECIMALS)
+
+
 @cache
 def _factor(quantity: str, source_expr: str, target_expr: str) -> float:
     ureg = _ureg()

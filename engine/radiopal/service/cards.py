@@ -217,8 +217,20 @@ def _rule_lines(view: TherapyView, *, indent: str = "") -> list[str]:
 
 
 def _footer(result: Any) -> list[str]:
-    return ["", f"_radiopal {__version__}, rule base {md(result.rulebase.version)}, evaluated "
-                f"{result.patient.evaluation_date.isoformat()}. [U] = rests on an unverified fact. {md(DISCLAIMER)}_"]
+    lines = []
+    warnings = result.warnings
+    if warnings:  # values of the record that could not be used (that field is unknown): the clinician must see them
+        lines = ["", "**Record warnings** (a value not used leaves its field unknown)", ""]
+        lines += [f"- {md(w['source'])} {md(w['element'])}: {md(w['message'])}" for w in warnings[:MAX_WARNINGS]]
+        if len(warnings) > MAX_WARNINGS:
+            lines.append(f"- … and {len(warnings) - MAX_WARNINGS} more (see the report)")
+    lines += ["", f"_radiopal {__version__}, rule base {md(result.rulebase.version)}, evaluated "
+                  f"{result.patient.evaluation_date.isoformat()}. [U] = rests on an unverified fact. {md(DISCLAIMER)}_"]
+    return lines
+
+
+#: Warnings listed in a card's detail; the rest are counted (the full list is in the report and the audit log).
+MAX_WARNINGS = 10
 
 
 # --- patient-view --------------------------------------------------------------------------------------------------

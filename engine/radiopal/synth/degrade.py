@@ -91,8 +91,9 @@ def _bad_negative(rng: random.Random, doc: Doc) -> str:
     return "treatment_history.prior_mcrpc_systemic_lines"
 
 
-def _bad_no_sex(rng: random.Random, doc: Doc) -> str:
-    del doc["demographics"]["sex"]
+def _bad_null_sex(rng: random.Random, doc: Doc) -> str:
+    # An absent sex is insufficient_data since contract §D (not invalid); a null where the enum is required still is.
+    doc["demographics"]["sex"] = None
     return "demographics.sex"
 
 
@@ -139,7 +140,7 @@ def _bad_no_id(rng: random.Random, doc: Doc) -> str:
 
 
 _CORRUPTIONS: Final[tuple[Callable[[random.Random, Doc], str], ...]] = (
-    _bad_enum, _bad_unit, _bad_negative, _bad_no_sex, _bad_unknown_field, _bad_range, _bad_type, _bad_no_id,
+    _bad_enum, _bad_unit, _bad_negative, _bad_null_sex, _bad_unknown_field, _bad_range, _bad_type, _bad_no_id,
 )
 
 
