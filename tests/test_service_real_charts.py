@@ -177,6 +177,51 @@ def test_urn_uuid_subjects_resolve_through_the_patients_full_url(current: tuple[
     assert len(response.json()["cards"]) == 1
 
 
+@needs_synthea
+def test_a_real_patient_with_no_cancer_gets_no_card_and_the_evaluation_is_audited(shipped: tuple[str, Any]) -> None:
+    base, app = shipped
+    chart = synthea(NO_CANCER)
+    pid = patient_resource(chart)["id"]
+    response = httpx.post(f"{base}/cds-services/{PATIENT_VIEW}",
+                          json=hook_body("patient-view", pid, prefetch_for(chart, templates_of(base))))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"cards": []}
+    record = last_record(app)
+    assert record.kind == "evaluation" and record.patient_id == pid
+    assert record.context["outcome"] == "evaluated-with-no-cards" and record.context["cards"] == []
+    assert "no recorded malignancy" in record.context["no_cards_reason"]
+    assert "primary_tumour" not in record.decisions.get("input", {})
+    assert app.state.radiopal.audit.verify().ok
+
+
+@needs_synthea
+def test_the_real_metastatic_prostate_patient_gets_a_card(shipped: tuple[str, Any]) -> None:
+    """The same path with a recorded cancer does show a card: the empty answer above is about the patient."""
+    base, app = shipped
+    chart = synthea(METASTATIC)
+    pid = patient_resource(chart)["id"]
+    response = httpx.post(f"{base}/cds-services/{PATIENT_VIEW}",
+                          json=hook_body("patient-view", pid, prefetch_for(chart, templates_of(base))))
+    assert response.status_code == 200, response.text
+    [card] = response.json()["cards"]
+    record = last_record(app)
+    assert record.context["outcome"] == "evaluated-with-cards" and record.context["cards"][0]["uuid"] == card["uuid"]
+
+
+def test_a_chart_with_labs_and_no_cancer_gets_no_card(current: tuple[str, Any]) -> None:
+    """The project's own example chart with its cancer Conditions and bone findings taken out: labs only."""
+    base, app = current
+    chart = example_bundle("V05")
+    chart["entry"] = [e for e in chart["entry"] if e["resource"]["resourceType"] == "Patient" or any(
+        c.get("system") == "http://loinc.org" for c in e["resource"].get("code", {}).get("coding", []))]
+    response = httpx.post(f"{base}/cds-services/{PATIENT_VIEW}",
+                          json=hook_body("patient-view", "V05", prefetch_for(chart, templates_of(base))))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"cards": []}
+    record = last_record(app)
+    assert record.kind == "evaluation" and record.context["outcome"] == "evaluated-with-no-cards"
+
+
 def test_the_refusal_record_reads_in_the_audit_cli(shipped: tuple[str, Any], capsys: pytest.CaptureFixture[str],
                                                    tmp_path: Path) -> None:
     from radiopal.cli import main
