@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import radiopal
-from conftest import REPO, VIGNETTES, load_benchmark, vignette_document
+from conftest import REPO, VIGNETTES, load_benchmark, needs_shared, vignette_document
 from radiopal.api import RuleBase, evaluate_fhir
 from radiopal.compiled import conditions as compiled_conditions
 from radiopal.conditions import Compare
@@ -102,7 +102,7 @@ def test_scenarios_give_identical_results(pair):
     assert compare_documents(pair, documents) == {}
 
 
-@pytest.mark.skipif(not VIGNETTES.is_dir(), reason="../shared (the clinical vignettes) is not beside this checkout")
+@needs_shared
 def test_vignettes_give_identical_results(pair):
     documents = [(p.stem, vignette_document(p)) for p in sorted(VIGNETTES.glob("*.yaml"))]
     assert documents

@@ -816,3 +816,94 @@ def test_mapping_does_not_modify_the_input_dict() -> None:
     before = copy.deepcopy(raw)
     bundle_to_document(raw)
     assert raw == before
+
+
+# ------------------------------------------------------------------------------------------------ real-world shapes
+
+
+def _order(rid: str, concept: dict[str, Any], status: str = "stopped", **dates: Any) -> dict[str, Any]:
+    return {"resourceType": "MedicationRequest", "id": rid, "status": status, "intent": "order",
+            "medicationCodeableConcept": concept, "subject": {"reference": "Patient/P1"}, **dates}
+
+
+DOCETAXEL = {"coding": [{"system": RXNORM, "code": "1790099", "display": "1 ML DOCEtaxel 20 MG/ML Injection"}]}
+
+
+def test_a_chemotherapy_known_only_from_its_order_takes_the_order_date_and_says_where_it_came_from() -> None:
+    mapped = bundle_to_document(bundle(_order("o1", DOCETAXEL, authoredOn="2025-05-10")))
+    (entry,) = mapped.document["treatment_history"]["chemotherapy"]
+    assert entry == {"agent": "docetaxel", "class": "taxane", "myelosuppressive": True,
+                     "last_dose_date": "2025-05-10", "ongoing": False}
+    assert mapped.provenance["treatment_history.chemotherapy[0]"]["date_from"].startswith(
+        "MedicationRequest.authoredOn, the order date")
+
+
+def test_the_latest_dose_evidence_wins_an_order_written_after_the_last_administration_included() -> None:
+    raw = bundle(_order("o1", DOCETAXEL, authoredOn="2025-05-10"),
+                 administration("a1", DOCETAXEL, "2025-05-03"))
+    mapped = bundle_to_document(raw)
+    assert mapped.document["treatment_history"]["chemotherapy"][0]["last_dose_date"] == "2025-05-10"
+    raw = bundle(_order("o1", DOCETAXEL, authoredOn="2025-04-01"), administration("a1", DOCETAXEL, "2025-05-03"))
+    mapped = bundle_to_document(raw)
+    assert mapped.document["treatment_history"]["chemotherapy"][0]["last_dose_date"] == "2025-05-03"
+    assert "MedicationAdministration.effectiveDateTime" in mapped.provenance["treatment_history.chemotherapy[0]"][
+        "date_from"]
+
+
+def test_a_chemotherapy_order_without_any_date_is_left_out_with_a_warning_and_the_document_stays_valid() -> None:
+    from radiopal.patient import parse_patient
+
+    mapped = bundle_to_document(bundle(_order("o1", DOCETAXEL)))
+    assert mapped.document["treatment_history"]["chemotherapy"] == []
+    assert any("no date of any dose" in w.message for w in mapped.warnings)
+    assert parse_patient(mapped.document).patient_id == "P1"
+
+
+def test_a_course_running_past_the_evaluation_date_was_ongoing_on_it() -> None:
+    raw = bundle(statement("g", {"coding": [{"system": ATC, "code": "L02AE03"}]}, status="completed",
+                           start="2024-01-01", end="2025-12-31"))
+    hormonal = bundle_to_document(raw).document["treatment_history"]["hormonal"]
+    assert hormonal == [{"agent": "adt_lhrh", "start_date": "2024-01-01", "ongoing": True}]
+
+
+def test_snomed_and_icd10cm_codes_name_the_site_and_the_castration_status() -> None:
+    doc = bundle_to_document(bundle(condition("c", SNOMED, "314994000"), condition("z", ICD10CM, "Z19.2"))).document
+    assert doc["primary_tumour"] == {"site": "prostate", "castration_resistant": True}
+    doc = bundle_to_document(bundle(condition("c", SNOMED, "254637007"))).document
+    assert doc["primary_tumour"] == {"site": "lung"}
+    doc = bundle_to_document(bundle(condition("m", ICD10CM, "C79.51"), condition("c", ICD10CM, "C61"))).document
+    assert doc["primary_tumour"] == {"site": "prostate"}
+
+
+def test_a_condition_abated_after_the_evaluation_date_was_current_on_it() -> None:
+    cancer = condition("c", SNOMED, "254637007", clinical="resolved")
+    cancer["onsetDateTime"] = "2020-01-01"
+    cancer["abatementDateTime"] = "2025-12-01"
+    assert bundle_to_document(bundle(cancer)).document["primary_tumour"] == {"site": "lung"}
+    assert "primary_tumour" not in bundle_to_document(bundle(cancer), evaluation_date="2019-06-01").document
+    cancer["abatementDateTime"] = "2025-01-01"
+    assert "primary_tumour" not in bundle_to_document(bundle(cancer)).document
+
+
+def test_the_warnings_reach_the_decision_json() -> None:
+    from radiopal.api import evaluate_fhir
+
+    patient = {"resourceType": "Patient", "id": "P1", "gender": "other", "birthDate": "1954-03-01"}
+    out = json.loads(evaluate_fhir(bundle(patient=patient)).to_json())
+    assert out["warnings"] == [{"source": "Patient/P1", "element": "Patient.gender",
+                                "message": "demographics.sex is left unknown: gender 'other' is not male or female"}]
+    assert "demographics.sex" in out["missing_data"]
+    assert {d["status"] for d in out["decisions"]} <= {"insufficient_data", "not_indicated"}
+
+
+def test_the_warnings_reach_the_cds_card_detail() -> None:
+    pytest.importorskip("starlette", reason="the CDS Hooks service needs the service extra")
+    from radiopal.api import evaluate_fhir
+    from radiopal.service.cards import patient_view_card, therapy_views
+
+    pain = lab("pain", "72514-3", 2.95, "{score}")
+    result = evaluate_fhir(bundle(condition("c", ICD10, "C61"), pain))
+    detail = patient_view_card(result, therapy_views(result))["detail"]
+    assert "**Record warnings**" in detail
+    line = next(x for x in detail.splitlines() if "Observation/pain" in x)
+    assert "Observation.valueQuantity.value" in line and "2.95" in line and "rounded to 3" in line

@@ -162,3 +162,28 @@ def test_an_unwritable_output_path_is_a_clear_error(tmp_path, patient, capsys):
     blocker.write_text("x")
     assert main(["recommend", str(path), "-o", str(blocker / "out.json")]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("drop", "path"), [
+    (("demographics", "sex"), "demographics.sex"),
+    (("primary_tumour", "site"), "primary_tumour.site"),
+    (("demographics",), "demographics.sex"),
+    (("primary_tumour",), "primary_tumour.site"),
+    (("bone_disease",), "bone_disease.spinal_cord_compression"),
+    (("labs",), "labs.platelets"),
+])
+def test_an_omitted_required_field_or_block_is_insufficient_data_with_its_path(patient, drop, path):
+    """Contract §A.4 / §D: an omitted required field (or its whole block) is insufficient_data for the therapies that
+    need it, with the path in missing_data; an absent sex or site is needed by every therapy (DATA-06)."""
+    from radiopal.api import default_rulebase
+
+    node = patient
+    for key in drop[:-1]:
+        node = node[key]
+    del node[drop[-1]]
+    result = default_rulebase().evaluate(patient)
+    assert path in result.missing_data
+    needing = [d for d in result.decisions if d.status == "insufficient_data"]
+    assert any(path in d.missing_data for d in needing)
+    if path in ("demographics.sex", "primary_tumour.site"):
+        assert not [d.therapy for d in result.decisions if d.status in ("recommended", "eligible")]

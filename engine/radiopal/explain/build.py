@@ -786,6 +786,8 @@ def _resources_by_path(provenance: Mapping[str, Any]) -> dict[str, list[str]]:
         if not (isinstance(where, Mapping) and where.get("resource")):
             continue
         resource = str(where["resource"])
+        if where.get("date_from"):  # which element the date came from (an order's authoredOn is not a dose date)
+            resource += f" (date from {where['date_from']})"
         prefixes = [key[:i] for i, ch in enumerate(key) if ch in ".["] + [key]
         for prefix in prefixes:
             index.setdefault(prefix, {}).setdefault(resource, None)

@@ -190,6 +190,7 @@ class Sink:
     ignored: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
     entries: dict[int, Entry] = field(default_factory=dict)
+    _warned: set[MappingWarning] = field(default_factory=set)
 
     def error(self, message: str, path: str = "", hint: str = "") -> None:
         """Record a problem that makes the bundle unmappable (raised together at the end)."""
@@ -205,7 +206,8 @@ class Sink:
                 source = entry.ref if getattr(entry.resource, "id", None) else (entry.full_url or path)
                 element = entry.type + (f".{match.group(2)}" if match.group(2) else "")
         warning = MappingWarning(source, element, message, path=path, file=self.file)
-        if warning not in self.warnings:
+        if warning not in self._warned:
+            self._warned.add(warning)
             self.warnings.append(warning)
 
     def ignore(self, entry: Entry, reason: str) -> None:

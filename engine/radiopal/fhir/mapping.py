@@ -274,6 +274,11 @@ def _demographics(patient: Entry, day: dt.date | None, values: dict[str, FieldVa
         else:
             values["demographics.sex"] = FieldValue(_SEX[res.gender], patient)
             sink.cite("demographics.sex", patient, derived="Patient.gender")
+    died = when_of(res.deceasedDateTime)
+    if (died is not None and day is not None and (died.day or died.instant.date()) <= day) or res.deceasedBoolean:
+        sink.warn(f"the Patient is recorded as deceased{f' on {died.text}' if died else ''}; radiopal evaluated the "
+                  f"record as of {day.isoformat() if day else 'the evaluation date'} all the same",
+                  patient.path("deceasedDateTime" if died else "deceasedBoolean"))
     if res.birthDate is not None and day is not None:
         youngest, oldest = _age(res.birthDate, day)
         if youngest != oldest:

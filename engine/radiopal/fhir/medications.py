@@ -188,7 +188,7 @@ def _dates(entry: Entry) -> tuple[When | None, When | None, When | None, dict[st
                "last_dose": f"{kind}.{_BOUNDS}.end"}
     if start is None and res.authoredOn is not None:
         start = when_of(res.authoredOn)
-        origins["start"] = f"{kind}.authoredOn (the order date; doses may have come later)"
+        origins["start"] = f"{kind}.authoredOn, the order date: doses may have come later"
     return start, end, None if ongoing else end, origins
 
 
