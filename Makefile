@@ -35,6 +35,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check engine tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: install

@@ -14,7 +14,6 @@ stderr, and exits with its exit code. The children run in parallel. One case of 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -38,8 +37,6 @@ MANIFEST = yaml.safe_load((CORPUS / "manifest.yaml").read_text(encoding="utf-8")
 EXAMPLE_PATIENT = REPO / "examples" / "patient-mcrpc.yaml"
 KINDS = ("patient", "rules", "scenario", "fhir", "cds-request")
 CLI_KINDS = ("patient", "rules", "scenario", "fhir")
-HAS_SERVICE = (REPO / "engine" / "radiopal" / "service").is_dir()
-HAS_LINT = importlib.util.find_spec("radiopal.cli.lint") is not None
 
 
 def case_id(case: dict[str, Any]) -> str:
@@ -219,7 +216,7 @@ def cli_runs(workdir: Path) -> dict[str, Run]:
         if case["kind"] in CLI_KINDS:
             path = case_path(case, workdir)
             jobs[case["file"]] = command_for(case, path, workdir)
-            if case["kind"] == "rules" and HAS_LINT:
+            if case["kind"] == "rules":
                 jobs["lint:" + case["file"]] = ["lint", str(rule_folder(case, path, workdir, "lint-folders"))]
     return run_all(jobs, workdir)
 
@@ -262,7 +259,6 @@ def _lint_params() -> list[Any]:
     return [pytest.param(c, id=case_id(c)) for c in MANIFEST if c["kind"] == "rules" and not c.get("xfail")]
 
 
-@pytest.mark.skipif(not HAS_LINT, reason="radiopal lint (engine/radiopal/cli/lint.py) is not there yet")
 @pytest.mark.parametrize("case", _lint_params())
 def test_lint_reports_bad_rule_files_without_a_traceback(case: dict[str, Any], cli_runs: dict[str, Run]) -> None:
     run = cli_runs["lint:" + case["file"]]
@@ -274,8 +270,6 @@ def test_lint_reports_bad_rule_files_without_a_traceback(case: dict[str, Any], c
 # --- CDS Hooks request bodies ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def service(workdir: Path) -> Iterator[tuple[str, Path, ModuleType]]:
-    if not HAS_SERVICE:
-        pytest.skip("the CDS Hooks service (engine/radiopal/service) is not there yet")
     bench = load_benchmark("loadtest_service")
     db = workdir / "audit.db"
     server = bench.start_server(db, log=workdir / "serve.log")

@@ -196,12 +196,20 @@ def assert_problems_point_at_the_patients_lines(export: Path, output: Path) -> N
 
 @needs_synthea
 def test_a_plain_export_of_the_synthea_patients_gives_what_each_bundle_gives(
-        tmp_path: Path, synthea_bundles: list[dict[str, Any]], expected: Any) -> None:
+        tmp_path: Path, synthea_bundles: list[dict[str, Any]], expected: Any, rulebase: radiopal.RuleBase) -> None:
     export = plain_export(tmp_path / "export", synthea_bundles)
     assert detect_format(export) == "fhir"
-    report = cohort(export, tmp_path / "out", evaluation_date=DAY)
+    report = cohort(export, tmp_path / "out", evaluation_date=DAY, decisions=True)
     assert report.records == len(synthea_bundles)
+    assert report.patients == len(synthea_bundles) and report.errors == 0  # real records are evaluated, not refused
     assert_matches(tmp_path / "out", report, expected)
+    # Each patient's decision JSON is recommend --fhir's, byte for byte: decisions, missing data and the warnings
+    # naming the values the mapping could not use.
+    for bundle in synthea_bundles:
+        reference = radiopal.evaluate_fhir(bundle, rulebase, evaluation_date=DAY)
+        written = (tmp_path / "out" / "decisions" / f"{reference.patient.patient_id}.json").read_text(encoding="utf-8")
+        assert json.loads(written) == reference.to_dict()
+    assert any(json.loads(p.read_text(encoding="utf-8"))["warnings"] for p in (tmp_path / "out" / "decisions").iterdir())
     assert_problems_point_at_the_patients_lines(export, tmp_path / "out")
     run = json.loads((tmp_path / "out" / "run.json").read_text(encoding="utf-8"))
     assert run["input_format"] == "fhir" and run["evaluation_date"] == DAY

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import radiopal
-from conftest import REPO, VIGNETTES, load_benchmark, vignette_document
+from conftest import REPO, VIGNETTES, load_benchmark, needs_shared, vignette_document
 from radiopal.api import RuleBase, evaluate_fhir
 from radiopal.compiled import conditions as compiled_conditions
 from radiopal.conditions import Compare
@@ -102,7 +102,7 @@ def test_scenarios_give_identical_results(pair):
     assert compare_documents(pair, documents) == {}
 
 
-@pytest.mark.skipif(not VIGNETTES.is_dir(), reason="../shared (the clinical vignettes) is not beside this checkout")
+@needs_shared
 def test_vignettes_give_identical_results(pair):
     documents = [(p.stem, vignette_document(p)) for p in sorted(VIGNETTES.glob("*.yaml"))]
     assert documents
@@ -224,6 +224,99 @@ def test_a_generated_thousand_rule_base_gives_identical_results(tmp_path):
                  for p in generate(150, seed=23, bad_fraction=0.0, missing_fraction=0.2)]
     assert compare_documents((experta, compiled), documents, full_every=10) == {}
     assert sum(len(compiled.evaluate(doc).firings) for _, doc in documents[:20]) > 100  # rules do fire
+
+
+def _rich_rulebase(folder: Path, n_rules: int, seed: int = 31) -> Path:
+    """A generated rule base using every construct of the condition language: all/any/not, numeric and boolean and
+    enum comparisons, ``in``, ``known``/``unknown``, ``days_since``, ``exists`` over chemotherapy entries with field
+    tests, ``status_of`` (phase-2 rules), requirement rules and dated deferrals (by a date fact and by list entries)."""
+    import random
+
+    rng = random.Random(seed)
+    numeric = [("plt_current", 20, 300), ("anc_current", 0.5, 8), ("hb_current", 7, 16), ("crcl", 10, 120),
+               ("pain_nrs", 0, 10), ("life_expectancy_weeks", 2, 104), ("lesion_count", 0, 30), ("ecog", 0, 4)]
+    booleans = ["castration_resistant", "primary_controlled", "pregnant", "uptake_at_painful_sites"]
+    enums = {"site": ["prostate", "breast", "lung", "renal"], "bone_pattern": ["osteoblastic", "osteolytic", "mixed"],
+             "sex": ["male", "female"]}
+    dates = ["labs_date", "last_ra223_date", "last_sr89_date", "bone_scan_date"]
+    phase1 = ["sr89", "sm153", "ra223", "ebrt_single_8gy", "sbrt", "surgery_referral", "pamidronate"]
+    read_status = ["zoledronic_acid", "denosumab"]
+
+    def atom() -> str:
+        kind = rng.choice(["num", "num", "bool", "enum", "in", "presence", "days", "exists"])
+        if kind == "num":
+            fact, lo, hi = rng.choice(numeric)
+            value = rng.randint(int(lo), int(hi)) if rng.random() < 0.5 else round(rng.uniform(lo, hi), 1)
+            return f'{{fact: {fact}, op: "{rng.choice(["<", "<=", ">", ">=", "==", "!="])}", value: {value}}}'
+        if kind == "bool":
+            return f'{{fact: {rng.choice(booleans)}, op: "{rng.choice(["==", "!="])}", value: {rng.choice(["true", "false"])}}}'
+        if kind == "enum":
+            fact = rng.choice(sorted(enums))
+            return f'{{fact: {fact}, op: "{rng.choice(["==", "!="])}", value: {rng.choice(enums[fact])}}}'
+        if kind == "in":
+            fact = rng.choice(sorted(enums))
+            values = rng.sample(enums[fact], 2)
+            return f'{{fact: {fact}, op: {rng.choice(["in", "not_in"])}, value: [{", ".join(values)}]}}'
+        if kind == "presence":
+            fact = rng.choice([n for n, _, _ in numeric] + booleans + dates)
+            return f'{{fact: {fact}, op: {rng.choice(["known", "unknown"])}}}'
+        if kind == "days":
+            return f'{{days_since: {rng.choice(dates)}, op: "{rng.choice(["<", ">="])}", value: {rng.randint(7, 120)}}}'
+        return ('{exists: chemotherapy, where: {any: [{field: myelosuppressive, op: "==", value: true}, '
+                f'{{days_since_field: last_dose_date, op: "<", value: {rng.randint(14, 60)}}}]}}}}')
+
+    def tree(depth: int) -> str:
+        if depth == 0 or rng.random() < 0.35:
+            return atom()
+        kind = rng.choice(["all", "any", "not"])
+        if kind == "not":
+            return f"{{not: {tree(depth - 1)}}}"
+        return f"{{{kind}: [{', '.join(tree(depth - 1) for _ in range(rng.randint(2, 3)))}]}}"
+
+    lines = ["area: generated", 'version: "1"', "rules:"]
+    for i in range(n_rules):
+        shape = rng.random()
+        therapies = rng.sample(phase1, rng.randint(1, 3))
+        header = [f"  - id: ELIG-GEN-{i + 100}", f"    title: generated rule {i}", "    version: 1",
+                  "    strength: weak", "    verification: U", "    sources: [rulebase_derived]"]
+        if shape < 0.05:
+            facts = rng.sample([n for n, _, _ in numeric] + booleans, 2)
+            body = [f"    therapies: [{', '.join(therapies)}]", f"    requires: [{', '.join(facts)}]",
+                    "    then: {status: insufficient_data}"]
+        elif shape < 0.15:
+            fact = rng.choice(dates)
+            body = [f"    therapies: [{', '.join(therapies)}]",
+                    f'    when: {{all: [{{days_since: {fact}, op: "<", value: 60}}, {tree(1)}]}}',
+                    f"    then: {{status: deferred, earliest_date: {{fact: {fact}, plus_days: 60}}}}"]
+        elif shape < 0.2:
+            body = [f"    therapies: [{', '.join(therapies)}]",
+                    '    when: {exists: chemotherapy, where: {days_since_field: last_dose_date, op: "<", value: 28}}',
+                    "    then: {status: deferred, earliest_date: {of: chemotherapy, field: last_dose_date, "
+                    "plus_days: 28, none_if: {field: ongoing, op: \"==\", value: true}}}"]
+        elif shape < 0.35:
+            status = rng.choice(read_status)
+            body = [f"    therapies: [{', '.join(therapies)}]",
+                    f"    when: {{all: [{{status_of: {status}, op: in, value: [recommended, eligible]}}, {tree(2)}]}}",
+                    f"    then: {{status: {rng.choice(['recommended', 'eligible', 'deferred', 'contraindicated'])}}}"]
+        else:
+            targets = therapies if rng.random() < 0.8 else rng.sample(read_status, 1)
+            body = [f"    therapies: [{', '.join(targets)}]", f"    when: {tree(3)}",
+                    f"    then: {{status: {rng.choice(['recommended', 'eligible', 'not_indicated', 'contraindicated'])}}}"]
+        lines += header + body
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "generated.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_a_generated_rule_base_with_every_construct_gives_identical_results(tmp_path):
+    experta = radiopal.load_rulebase(_rich_rulebase(tmp_path / "rich", 600))
+    compiled = experta.on_engine("compiled")
+    assert sum(1 for c in compiled.compiled.compiled if c.phase == 2) >= 60
+    documents = [(p.document["patient_id"], p.document)
+                 for p in generate(100, seed=29, bad_fraction=0.0, missing_fraction=0.3)]
+    assert compare_documents((experta, compiled), documents, full_every=10) == {}
+    fired = {f.compiled.rule.key for _, doc in documents for f in compiled.evaluate(doc).firings}
+    assert len(fired) >= 0.5 * len(experta.rules)  # the patients exercise the generated rules
 
 
 # --- the check has teeth -----------------------------------------------------------------------------------------

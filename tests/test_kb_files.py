@@ -303,7 +303,8 @@ def test_an_invalid_patient_document_is_rejected_at_the_offending_path(
 
 def _decision_document() -> dict[str, Any]:
     decisions: list[dict[str, Any]] = [
-        {"therapy": t, "status": "not_indicated", "earliest_date": None, "dose_mg": None, "reasons": []}
+        {"therapy": t, "status": "not_indicated", "earliest_date": None, "dose_mg": None, "reasons": [],
+         "dose_reasons": [], "unverified": False}
         for t in THERAPY_IDS
     ]
     decisions[THERAPY_IDS.index("ra223")].update(
@@ -311,16 +312,20 @@ def _decision_document() -> dict[str, Any]:
     )
     decisions[THERAPY_IDS.index("sr89")].update(status="deferred", earliest_date="2025-07-21", reasons=["SEQ-01"])
     decisions[THERAPY_IDS.index("ebrt_multifraction")].update(status="eligible", reasons=["RT-01b"])
-    decisions[THERAPY_IDS.index("zoledronic_acid")].update(status="recommended", dose_mg=3.5, reasons=["BHA-02"])
+    decisions[THERAPY_IDS.index("zoledronic_acid")].update(status="recommended", dose_mg=3.5, reasons=["BHA-01"],
+                                                           dose_reasons=["BHA-02"])
     return {
-        "schema_version": "1.0",
+        "schema_version": "1.1",
         "patient_id": "V01",
         "evaluation_date": "2025-06-02",
         "decisions": decisions,
         "advisories": [
-            {"id": "ADV-RA-BHA", "therapy": "ra223", "rule": "ELIG-RA-13", "text": "Assess fracture risk."},
-            {"id": "ADV-MON-RA223", "therapy": None, "rule": "MON-RA-01", "text": "CBC.", "unverified": True},
+            {"id": "ADV-RA-BHA", "therapy": "ra223", "rule": "ELIG-RA-13", "text": "Assess fracture risk.",
+             "severity": "info", "unverified": False},
+            {"id": "ADV-MON-RA223", "therapy": None, "rule": "MON-RA-01", "text": "CBC.", "severity": "info",
+             "unverified": True},
         ],
+        "warnings": [],
         "missing_data": ["labs.platelets", "treatment_history.chemotherapy[].best_response"],
         "normalised": {"plt_10e9_L": 210, "anc_10e9_L": 3.9, "hb_g_dL": None, "crcl_mL_min": 78},
         "rulebase": {"version": "1.0.0", "hash": "sha256:0123abcd"},
@@ -330,6 +335,35 @@ def _decision_document() -> dict[str, Any]:
 
 def test_a_full_decision_document_is_valid() -> None:
     assert _errors(DECISION, _decision_document()) == []
+
+
+def test_a_1_0_decision_document_is_not_a_1_1_one() -> None:
+    """Contract §D: dose_reasons, unverified and severity are always present in 1.1."""
+    old = _decision_document()
+    old["schema_version"] = "1.0"
+    del old["decisions"][0]["dose_reasons"], old["advisories"][0]["severity"]
+    paths = {path for path, _ in _errors(DECISION, old)}
+    assert ("schema_version",) in paths and ("decisions", 0) in paths and ("advisories", 0) in paths
+
+
+def test_every_advisory_has_the_severity_of_contract_section_d() -> None:
+    severities = {adv_id: spec.get("severity") for adv_id, spec in THERAPIES["advisories"].items()}
+    assert set(severities.values()) == {"urgent", "caution", "info"}
+    assert [a for a, s in severities.items() if s == "urgent"] == ["ADV-SCC-URGENT"]
+    caution = {"ADV-HEME-CAUTION", "ADV-MARROW-RISK", "ADV-RN-RENAL", "ADV-P32-MARROW", "ADV-IBN-SEVERE-RENAL",
+               "ADV-DMAB-RENAL-CA", "ADV-DENTAL-INVASIVE", "ADV-LE-SHORT", "ADV-BREASTFEED", "ADV-RETREAT-NONRESPONDER",
+               "ADV-POST-RN-CHEMO", "ADV-RA-COMBO-EU"}
+    assert {a for a, s in severities.items() if s == "caution"} == caution
+
+
+@needs_shared
+def test_the_severity_table_matches_contract_section_d() -> None:
+    section = CONTRACT.read_text(encoding="utf-8").split("## D.")[1]
+    rows = dict(re.findall(r"^\| (urgent|caution|info) \| (.+) \|$", section, re.M))
+    severities = {adv_id: spec.get("severity") for adv_id, spec in THERAPIES["advisories"].items()}
+    for level in ("urgent", "caution"):
+        listed = set(re.findall(r"ADV-[A-Z0-9-]*[A-Z0-9]", rows[level]))
+        assert listed == {a for a, s in severities.items() if s == level}, level
 
 
 def test_the_decision_schema_enumerates_exactly_the_therapy_and_advisory_ids() -> None:
@@ -407,7 +441,7 @@ def test_the_advisory_catalogue_has_every_contract_advisory_with_text_and_emitti
     advisories = THERAPIES["advisories"]
     assert set(advisories) == ADVISORY_IDS
     for advisory_id, entry in advisories.items():
-        assert set(entry) <= {"text", "rules", "unverified"}, advisory_id
+        assert set(entry) <= {"text", "rules", "unverified", "severity"}, advisory_id
         assert entry["text"].strip(), advisory_id
         assert entry["rules"], advisory_id
         assert all(RULE_ID.match(rule) for rule in entry["rules"]), advisory_id

@@ -157,7 +157,6 @@ def discovery_server() -> Iterator[tuple[str, list[str | None]]]:
 
 
 def test_discover_templates_reads_the_named_service_from_discovery(discovery_server: tuple[str, list[str | None]]) -> None:
-    pytest.importorskip("httpx", reason="needs the service extra")
     base, seen = discovery_server
     templates = discover_templates(base, "radiopal-patient-view", headers={"Authorization": "Bearer t"})
     assert templates == DISCOVERY["services"][1]["prefetch"]

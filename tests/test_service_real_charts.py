@@ -68,6 +68,20 @@ def current(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any
         yield srv
 
 
+def view(base: str, chart: dict[str, Any], patient_id: str) -> httpx.Response:
+    """A patient-view call for ``patient_id`` whose prefetch the EHR answers from ``chart``."""
+    return httpx.post(f"{base}/cds-services/{PATIENT_VIEW}",
+                      json=hook_body("patient-view", patient_id, prefetch_for(chart, templates_of(base))))
+
+
+def assert_no_cards_audited(app: Any, patient_id: str) -> None:
+    record = last_record(app)
+    assert record.kind == "evaluation" and record.patient_id == patient_id
+    assert record.context["outcome"] == "evaluated-with-no-cards" and record.context["cards"] == []
+    assert "no recorded malignancy" in record.context["no_cards_reason"]
+    assert app.state.radiopal.audit.verify().ok
+
+
 def last_record(app: Any) -> Any:
     audit: AuditLog = app.state.radiopal.audit
     [newest] = audit.recent(limit=1)
@@ -100,8 +114,7 @@ def test_a_real_synthea_prefetch_for_another_patient_is_refused_and_audited(ship
     other = patient_resource(chart)["id"]
     opened = patient_resource(synthea(NO_CANCER))["id"]  # the chart the clinician has open
     before = len(app.state.radiopal.audit.recent(limit=1000))
-    response = httpx.post(f"{base}/cds-services/{PATIENT_VIEW}",
-                          json=hook_body("patient-view", opened, prefetch_for(chart, templates_of(base))))
+    response = view(base, chart, opened)
     body = assert_refused(response, opened, other)
     # Every resource of the other chart is named as not this patient's (Patient.id and each subject), not only one.
     assert len(body["details"]) == 20 and body["details"][0]["path"] == "prefetch.patient.id"
@@ -175,6 +188,44 @@ def test_urn_uuid_subjects_resolve_through_the_patients_full_url(current: tuple[
     response = httpx.post(f"{base}/cds-services/{PATIENT_VIEW}", json=hook_body("patient-view", "V05", prefetch))
     assert response.status_code == 200, response.text
     assert len(response.json()["cards"]) == 1
+
+
+@needs_synthea
+def test_a_real_patient_with_no_cancer_gets_no_card_and_the_evaluation_is_audited(shipped: tuple[str, Any]) -> None:
+    base, app = shipped
+    chart = synthea(NO_CANCER)
+    pid = patient_resource(chart)["id"]
+    response = view(base, chart, pid)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"cards": []}
+    assert_no_cards_audited(app, pid)
+    # It was evaluated, and the evaluation says what is missing (contract §A): no decision was made up.
+    assert "primary_tumour.site" in last_record(app).decisions["missing_data"]
+
+
+@needs_synthea
+def test_the_real_metastatic_prostate_patient_gets_a_card(shipped: tuple[str, Any]) -> None:
+    """The same path with a recorded cancer does show a card: the empty answer above is about the patient."""
+    base, app = shipped
+    chart = synthea(METASTATIC)
+    pid = patient_resource(chart)["id"]
+    response = view(base, chart, pid)
+    assert response.status_code == 200, response.text
+    [card] = response.json()["cards"]
+    record = last_record(app)
+    assert record.context["outcome"] == "evaluated-with-cards" and record.context["cards"][0]["uuid"] == card["uuid"]
+
+
+def test_a_chart_with_labs_and_no_cancer_gets_no_card(current: tuple[str, Any]) -> None:
+    """The project's own example chart with its cancer Conditions and bone findings taken out: labs only."""
+    base, app = current
+    chart = example_bundle("V05")
+    chart["entry"] = [e for e in chart["entry"] if e["resource"]["resourceType"] == "Patient" or any(
+        c.get("system") == "http://loinc.org" for c in e["resource"].get("code", {}).get("coding", []))]
+    response = view(base, chart, "V05")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"cards": []}
+    assert_no_cards_audited(app, "V05")
 
 
 def test_the_refusal_record_reads_in_the_audit_cli(shipped: tuple[str, Any], capsys: pytest.CaptureFixture[str],

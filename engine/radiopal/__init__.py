@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import EngineError, InputError, Problem, RadiopalError, RulebaseError, ScenarioError
 
 __version__ = "0.1.0"
-CONTRACT_VERSION = "1.0"
+CONTRACT_VERSION = "1.1"
 DISCLAIMER = (
     "radiopal is decision support for clinicians, not a prescriber. It does not replace clinical judgement, the "
     "product labels or the guidelines it cites; facts marked [U] are unverified."

@@ -35,7 +35,7 @@ def experta() -> ModuleType:
             if not hasattr(collections, "Mapping"):
                 collections.Mapping = collections.abc.Mapping  # type: ignore[attr-defined]
             original = logging.basicConfig
-            logging.basicConfig = _inert_basic_config  # type: ignore[assignment]
+            logging.basicConfig = _inert_basic_config
             try:
                 import experta as module
             finally:
@@ -69,14 +69,14 @@ def tracked_matcher() -> type:
 
     from . import _rete
 
-    class TrackedConflictSetNode(_rete.FastConflictSetNode):  # type: ignore[misc, valid-type]
+    class TrackedConflictSetNode(_rete.FastConflictSetNode):
         """A conflict-set node that tells its matcher when it has new (de)activations."""
 
         def activate(self, token: Any) -> None:
             self._activate(token)
             self._radiopal_dirty.add(self._radiopal_index)
 
-    class TrackedReteMatcher(ReteMatcher):  # type: ignore[misc, valid-type]
+    class TrackedReteMatcher(ReteMatcher):
         """ReteMatcher whose ``changes()`` is proportional to what changed, not to the number of rules."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -101,15 +101,15 @@ def tracked_matcher() -> type:
             if adding is not None:
                 for added in adding:
                     self.root_node.add(added)
-            added: list[Any] = []
-            removed: list[Any] = []
+            activated: list[Any] = []
+            deactivated: list[Any] = []
             dirty = sorted(self._radiopal_dirty)
             self._radiopal_dirty.clear()
             for index in dirty:
                 c_added, c_removed = self._radiopal_nodes[index].get_activations()
-                added.extend(c_added)
-                removed.extend(c_removed)
-            return added, removed
+                activated.extend(c_added)
+                deactivated.extend(c_removed)
+            return activated, deactivated
 
     return TrackedReteMatcher
 
@@ -123,11 +123,11 @@ def engine_base(streamlined: bool = True) -> type:
     ``streamlined=False`` gives experta's own engine and RETE network with only the stale-activation fix: slower, and
     the reference the streamlined one is tested against.
     """
-    xp = experta()
+    xp: Any = experta()
     if not streamlined:
         return type("PlainRadiopalKnowledgeEngine", (xp.KnowledgeEngine,), {"__strategy__": _strategy_class()})
 
-    class RadiopalKnowledgeEngine(xp.KnowledgeEngine):  # type: ignore[misc, valid-type]
+    class RadiopalKnowledgeEngine(xp.KnowledgeEngine):
         __strategy__ = _strategy_class()
         __matcher__ = tracked_matcher()
 
@@ -171,7 +171,7 @@ def engine_base(streamlined: bool = True) -> type:
 def _strategy_class() -> type:
     from experta.strategies import DepthStrategy  # experta() has run: the shim is in place
 
-    class ExactRemovalStrategy(DepthStrategy):  # type: ignore[misc, valid-type]
+    class ExactRemovalStrategy(DepthStrategy):
         """DepthStrategy whose removal searches every activation sharing the removed one's key."""
 
         def _update_agenda(self, agenda: Any, added: Any, removed: Any) -> None:

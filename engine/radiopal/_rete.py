@@ -53,7 +53,7 @@ def _token(tag: Any, data: set[Any], context: dict[Any, Any]) -> Token:
     return _new_tuple(Token, (tag, data, context))
 
 
-class FastBusNode(BusNode):  # type: ignore[misc]
+class FastBusNode(BusNode):
     """The root: sends a VALID (declared) or INVALID (retracted) token for a fact to the alpha network."""
 
     def add(self, fact: Any) -> None:
@@ -67,7 +67,7 @@ class FastBusNode(BusNode):  # type: ignore[misc]
             child.callback(token)
 
 
-class FastFeatureTesterNode(FeatureTesterNode):  # type: ignore[misc]
+class FastFeatureTesterNode(FeatureTesterNode):
     """An alpha test. The token is copied only when the test binds a variable (the one place a token changes)."""
 
     def activate(self, token: Token) -> None:
@@ -93,7 +93,7 @@ class FastFeatureTesterNode(FeatureTesterNode):  # type: ignore[misc]
             child.callback(token)
 
 
-class DispatchNode(FastFeatureTesterNode):  # type: ignore[misc]
+class DispatchNode(FastFeatureTesterNode):
     """An alpha node whose children each test ``fact[field] == literal``: one lookup finds the children that pass.
 
     ``table`` maps each literal to the grandchildren of the children testing for it; a passing equality test has no
@@ -122,7 +122,7 @@ class DispatchNode(FastFeatureTesterNode):  # type: ignore[misc]
             child.callback(token)
 
 
-class FastWhereNode(WhereNode):  # type: ignore[misc]
+class FastWhereNode(WhereNode):
     """A ``TEST``: calls the test with the bound variables it names; the token passes on unchanged."""
 
     parameters: tuple[str, ...]
@@ -135,7 +135,7 @@ class FastWhereNode(WhereNode):  # type: ignore[misc]
                 child.callback(token)
 
 
-class FastOrdinaryMatchNode(OrdinaryMatchNode):  # type: ignore[misc]
+class FastOrdinaryMatchNode(OrdinaryMatchNode):
     """A join of two partial matches, as experta's, without the token copies and the logging.
 
     Its memories hold ``(frozenset(facts), context)`` pairs: contexts are never changed once built (an alpha node
@@ -170,7 +170,7 @@ class FastOrdinaryMatchNode(OrdinaryMatchNode):  # type: ignore[misc]
         self._join(token, self.right_memory, self.left_memory, False)
 
 
-class FastNotNode(NotNode):  # type: ignore[misc]
+class FastNotNode(NotNode):
     """experta's NOT node without the per-activation token copy (it never changes the token it receives)."""
 
     def activate_left(self, token: Token) -> None:
@@ -180,7 +180,7 @@ class FastNotNode(NotNode):  # type: ignore[misc]
         self._activate_right(token)
 
 
-class FastConflictSetNode(ConflictSetNode):  # type: ignore[misc]
+class FastConflictSetNode(ConflictSetNode):
     """experta's conflict-set node without the per-activation token copy (it only reads the token)."""
 
     def activate(self, token: Token) -> None:

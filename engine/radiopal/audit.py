@@ -364,7 +364,7 @@ class AuditLog:
         with self.engine.connect() as conn:
             return [_record(r) for r in conn.execute(query).mappings()]
 
-    def _rows(self, conn: Connection) -> Iterator[Mapping[str, Any]]:
+    def _rows(self, conn: Connection) -> Iterator[Mapping[Any, Any]]:
         from sqlalchemy import select
 
         records = self._tables[0]
@@ -414,7 +414,7 @@ class AuditLog:
         self.engine.dispose()
 
 
-def _record(row: Mapping[str, Any]) -> AuditRecord:
+def _record(row: Mapping[Any, Any]) -> AuditRecord:
     def load(name: str) -> Any:
         text = row.get(name)
         return json.loads(text) if text else None

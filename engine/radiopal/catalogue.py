@@ -54,6 +54,10 @@ class Catalogue:
     def advisory_text(self, advisory_id: str) -> str:
         return str((self.advisories.get(advisory_id) or {}).get("text", "")).strip()
 
+    def advisory_severity(self, advisory_id: str) -> str:
+        """``urgent``, ``caution`` or ``info`` (contract §D; ``kb/therapies.yaml``)."""
+        return str((self.advisories.get(advisory_id) or {}).get("severity", "info"))
+
 
 def load_catalogue(kb: str | Path | None = None) -> Catalogue:
     """Read the catalogue from a kb folder (default: the shipped one)."""

@@ -42,11 +42,16 @@ ORDER_OPS = ("<", "<=", ">", ">=")
 
 
 class FactLike(Protocol):
-    """What the evaluator needs of a fact: is it known, its value, and which paths are missing."""
+    """What the evaluator needs of a fact: is it known, its value, and which paths are missing (read only)."""
 
-    known: bool
-    value: Any
-    missing: tuple[str, ...]
+    @property
+    def known(self) -> bool: ...
+
+    @property
+    def value(self) -> Any: ...
+
+    @property
+    def missing(self) -> tuple[str, ...]: ...
 
 
 @dataclass
@@ -280,7 +285,7 @@ class Compare(Condition):
         cached = self.__dict__.get("_threshold_text")
         if cached is None:
             cached = self.__dict__["_threshold_text"] = self._threshold_text()
-        return cached  # type: ignore[no-any-return]
+        return cached
 
     def _threshold_text(self) -> str:
         shown = self.written_value if self.written_value is not None else self.value
@@ -295,7 +300,7 @@ class Compare(Condition):
         cached = self.__dict__.get("_describe")
         if cached is None:
             cached = self.__dict__["_describe"] = self._describe()
-        return cached  # type: ignore[no-any-return]
+        return cached
 
     def _describe(self) -> str:
         subject = {

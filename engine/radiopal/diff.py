@@ -206,6 +206,7 @@ def _files(old: Any, new: Any) -> list[dict[str, Any]]:
     for area in sorted(set(before) | set(after)):
         a, b = before.get(area), after.get(area)
         if a is None:
+            assert b is not None
             out.append({"area": area, "change": f"added (version {b.version})"})
         elif b is None:
             out.append({"area": area, "change": "removed"})

@@ -28,14 +28,30 @@ class Decision:
     deciding: list[Firing] = field(default_factory=list)  # proposed the final status
     indication: list[Firing] = field(default_factory=list)  # positive rules that fired for the therapy
     overridden: list[Firing] = field(default_factory=list)  # proposed a weaker status
+    dosing: list[Firing] = field(default_factory=list)  # set dose_mg (contract §D dose_reasons)
     missing_data: tuple[str, ...] = ()
     is_default: bool = False
     date_unknown: bool = False
 
     @property
+    def dose_reasons(self) -> tuple[str, ...]:
+        """Ids of the rules that set ``dose_mg`` (empty when there is no dose), sorted."""
+        return tuple(sorted({f.rule_id for f in self.dosing}))
+
+    @property
     def unverified(self) -> bool:
-        """True when a rule behind the final status rests on an unverified [U] fact."""
+        """Contract §D: a rule behind the status (its reasons) or the dose rests on an unverified [U] fact."""
+        return any(f.compiled.rule.is_unverified for f in (*self.deciding, *self.indication, *self.dosing))
+
+    @property
+    def status_unverified(self) -> bool:
+        """A rule that decided the final status rests on a [U] fact (the [U] mark beside the status)."""
         return any(f.compiled.rule.is_unverified for f in self.deciding)
+
+    @property
+    def dose_unverified(self) -> bool:
+        """The rule that set the dose rests on a [U] fact (the [U] mark beside the dose)."""
+        return any(f.compiled.rule.is_unverified for f in self.dosing)
 
 
 @dataclass
@@ -48,6 +64,7 @@ class AdvisoryOut:
     text: str
     unverified: bool
     firings: list[Firing] = field(default_factory=list)
+    severity: str = "info"  # urgent | caution | info (contract §D)
 
 
 def rank(status: str) -> int:
@@ -67,7 +84,7 @@ def resolve_statuses(state: RunState, catalogue: Catalogue) -> dict[str, str]:
         if status and firing.therapy in best:
             current = best[firing.therapy]
             if current is None or _RANK[status] < _RANK[current]:
-                best[firing.therapy] = status  # type: ignore[index]
+                best[firing.therapy] = status
     return {therapy: status or DEFAULT_STATUS for therapy, status in best.items()}
 
 
@@ -84,7 +101,7 @@ def _decide_one(therapy: str, firings: list[Firing]) -> Decision:
     proposals = [f for f in firings if f.compiled.rule.then.status]
     if not proposals:
         return Decision(therapy, DEFAULT_STATUS, is_default=True)
-    status = min((f.compiled.rule.then.status for f in proposals), key=rank)  # type: ignore[arg-type]
+    status = min((f.compiled.rule.then.status or "" for f in proposals), key=rank)  # proposals all carry a status
     deciding = [f for f in proposals if f.compiled.rule.then.status == status]
     indication = [f for f in proposals if f.compiled.rule.then.status in POSITIVE]
     overridden = [f for f in proposals if f.compiled.rule.then.status != status]
@@ -102,13 +119,19 @@ def _decide_one(therapy: str, firings: list[Firing]) -> Decision:
         doses = sorted({f.compiled.rule.then.dose_mg for f in firings if f.compiled.rule.then.dose_mg is not None})
         if doses:
             decision.dose_mg = doses[0]  # several bands matching would be a lint error; the lower dose is safer
+            decision.dosing = [f for f in firings if f.compiled.rule.then.dose_mg == decision.dose_mg]
     missing = {p for f in firings for p in f.missing_paths}
     decision.missing_data = tuple(sorted(missing))
     return decision
 
 
+#: Contract §D: advisories are listed urgent first, then caution, then info.
+SEVERITY_ORDER = ("urgent", "caution", "info")
+
+
 def collect_advisories(state: RunState, catalogue: Catalogue) -> list[AdvisoryOut]:
-    """Advisories of every fired rule, whatever the final status (§13.6), de-duplicated by id, sorted by id."""
+    """Advisories of every fired rule, whatever the final status (§13.6), de-duplicated by id; urgent first, then
+    caution, then info (contract §D), by id within a severity."""
     grouped: dict[str, list[tuple[Firing, str | None]]] = {}
     for firing in state.firings:
         for adv in firing.compiled.rule.then.advisories:
@@ -124,7 +147,9 @@ def collect_advisories(state: RunState, catalogue: Catalogue) -> list[AdvisoryOu
         unverified = any(f.compiled.rule.is_unverified for f in firings) or bool(
             (catalogue.advisories.get(adv_id) or {}).get("unverified")
         )
-        out.append(AdvisoryOut(adv_id, therapy, first.rule_id, text, unverified, firings))
+        out.append(AdvisoryOut(adv_id, therapy, first.rule_id, text, unverified, firings,
+                               catalogue.advisory_severity(adv_id)))
+    out.sort(key=lambda a: SEVERITY_ORDER.index(a.severity))  # stable: by id within a severity
     return out
 
 

@@ -70,6 +70,12 @@ class RuleBaseView(Protocol):
     @property
     def catalogue(self) -> Catalogue: ...
 
+    @property
+    def rules(self) -> tuple[Rule, ...]: ...
+
+    @property
+    def folder(self) -> str: ...
+
     #: Per-rule attributes of reasoning-graph rule nodes, filled by the graph builder once per rule.
     rule_node_attributes: dict[str, dict[str, Any]]
 
@@ -114,9 +120,9 @@ class Result:
                 "earliest_date": d.earliest_date.isoformat() if d.earliest_date else None,
                 "dose_mg": d.dose_mg,
                 "reasons": list(d.reasons),
+                "dose_reasons": list(d.dose_reasons),
+                "unverified": d.unverified,
             }
-            if d.unverified:
-                item["unverified"] = True
             decisions.append(item)
         advisories = []
         for a in self.advisories:
@@ -125,8 +131,8 @@ class Result:
                 adv["therapy"] = a.therapy
             adv["rule"] = a.rule
             adv["text"] = a.text
-            if a.unverified:
-                adv["unverified"] = True
+            adv["severity"] = a.severity
+            adv["unverified"] = a.unverified
             advisories.append(adv)
         normalised = {key: _plain(self.facts.value(fact)) for key, fact in NORMALISED}
         return {
@@ -163,6 +169,11 @@ def _rule_node_id(firing: Firing) -> str:
     return f"rule:{rule.key}" + (f"@{firing.therapy}" if firing.therapy else "")
 
 
+def condition_lines(firing: Firing) -> list[dict[str, Any]]:
+    """Each comparison of the firing's condition: ``{id, test, result, observed, fact}`` (copies, safe to change)."""
+    return [dict(line) for line in _outcome_texts(firing)[0]]
+
+
 def _outcome_texts(firing: Firing) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """What the graph shows of the firing's condition: each comparison with its result and observed value, and the
     label of each fact → rule edge (the comparisons made on that fact). One walk, kept in the firing's memo, which
@@ -183,7 +194,7 @@ def _outcome_texts(firing: Firing) -> tuple[list[dict[str, Any]], dict[str, str]
                 text = f"{node.op} {node.threshold_text()}: {o.value.value}"
                 labels[node.name] = (labels[node.name] + "; " + text) if node.name in labels else text
         texts = firing.memo["graph_texts"] = (lines, labels)
-    return texts  # type: ignore[no-any-return]
+    return texts
 
 
 def build_graph(result: Result) -> ReasoningGraph:

@@ -58,7 +58,7 @@ class Firing:
         if "outcome" not in memo:
             when = self.compiled.rule.when
             memo["outcome"] = when.explain(self.env) if self.env is not None and when is not None else None
-        return memo["outcome"]  # type: ignore[no-any-return]
+        return memo["outcome"]
 
 
 @dataclass
@@ -95,6 +95,7 @@ class Runner:
         """Fire every rule that applies to ``table``. ``resolve_phase1(state)`` gives statuses before phase 2."""
         engine = self._engine()
         datum = self.compiled.datum_class
+        assert datum is not None, "an experta Runner needs the experta datum class"
         state = RunState(table)
         engine.reset()
         engine._radiopal_state = state

@@ -83,6 +83,7 @@ def load_scenario(path: str | Path, therapy_ids: Iterable[str], advisory_ids: It
     problems = _check_expected(expected, str(path), located.source, set(therapy_ids), set(advisory_ids))
     if problems:
         raise ScenarioError(f"{path}: invalid expected block", problems)
+    assert isinstance(expected, dict)  # _check_expected reported anything else
     return Scenario(str(path), document, expected, located.source)
 
 

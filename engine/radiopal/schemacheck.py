@@ -38,7 +38,7 @@ def fast_check(name: str) -> Callable[[Any], bool] | None:
     except ImportError:  # optional speed-up: python-jsonschema alone gives the same verdicts
         return None
     # The schema python-jsonschema already read and checked: one file read, one source of truth for both.
-    return jsonschema_rs.validator_for(validator(name).schema, validate_formats=True).is_valid  # type: ignore[no-any-return]
+    return jsonschema_rs.validator_for(validator(name).schema, validate_formats=True).is_valid
 
 
 def validator_for_file(path: Path) -> Draft202012Validator:

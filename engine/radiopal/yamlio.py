@@ -329,7 +329,7 @@ def _check_limits(text: str) -> None:
             nodes += 1
             depth += 1
             if depth > MAX_DEPTH:
-                raise _DepthLimitError(event.start_mark.line + 1)
+                raise _DepthLimitError(event.start_mark.line + 1 if event.start_mark is not None else 0)
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
         if nodes > MAX_NODES:

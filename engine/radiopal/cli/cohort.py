@@ -98,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     rate = report.patients / report.seconds if report.seconds else 0.0
     print(f"radiopal cohort: {report.records:,} record(s): {report.patients:,} evaluated, {report.errors:,} error(s) "
           f"({report.evaluated_batches} batch(es) evaluated, {report.skipped_batches} already done) in "
-          f"{report.seconds:.1f} s ({rate:,.0f} patients/s, {report.mode})")
+          f"{report.seconds:.1f} s ({rate:,.0f} patients/s, {report.mode}, {report.engine} path"
+          + (f", {report.rechecked:,} re-checked on experta" if report.engine != "experta" else "") + ")")
     print(f"under-use: {report.underuse_radionuclide:,} patient(s) with a radionuclide recommended or eligible and "
           f"none in their history; {report.underuse_bone_health:,} likewise for bone-health agents")
     print(f"rule base {report.rulebase_version}; results in {report.output} (summary: {report.summary_path})")

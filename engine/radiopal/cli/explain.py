@@ -56,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "html":
         text = render_html(explanation, result)
     else:
-        text = render_text(explanation, colour=not args.output and use_colour(sys.stdout))
+        from ..explain.summary import action_summary, render_summary_text
+
+        summary = render_summary_text(action_summary(result)) if args.therapy is None else None
+        text = render_text(explanation, colour=not args.output and use_colour(sys.stdout), summary=summary)
     if args.output:
         write_atomic(args.output, text)
     else:

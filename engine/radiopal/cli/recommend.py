@@ -90,10 +90,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render_text(result: Any) -> str:
-    """A compact terminal table: therapy, status, date or dose, and the rules behind it."""
+    """The action summary first (urgent advisories above it), then the table of every therapy: status, date or dose,
+    and the rules behind it (the dose rule after ``dose:``)."""
+    from ..explain.summary import action_summary, render_summary_text
+
     lines = [
         f"radiopal — patient {result.patient.patient_id}, evaluated {result.patient.evaluation_date.isoformat()}",
         f"rule base {result.rulebase.version}",
+        "",
+        *render_summary_text(action_summary(result)),
         "",
         f"{'therapy':<25} {'status':<18} {'when / dose':<14} reasons",
         "-" * 100,
@@ -103,15 +108,22 @@ def render_text(result: Any) -> str:
         if d.earliest_date:
             extra = f"from {d.earliest_date.isoformat()}"
         elif d.dose_mg is not None:
-            extra = f"{d.dose_mg:g} mg"
+            extra = f"{d.dose_mg:g} mg" + (" [U]" if d.dose_unverified else "")
+        elif d.status == "deferred":
+            extra = "open"
         reasons = ", ".join(d.reasons) if d.reasons else "(no rule proposes it)"
-        mark = " [U]" if d.unverified else ""
+        if d.dose_reasons:
+            reasons += "; dose: " + ", ".join(d.dose_reasons)
+        mark = " [U]" if d.status_unverified else ""
         lines.append(f"{d.therapy:<25} {d.status + mark:<18} {extra:<14} {reasons}")
     if result.advisories:
-        lines += ["", "Advisories:"]
+        lines += ["", "Advisories (urgent, then caution, then information):"]
         for a in result.advisories:
             mark = " [U]" if a.unverified else ""
-            lines.append(f"  {a.id}{mark} ({a.rule}): {a.text}")
+            lines.append(f"  {a.severity:<7} {a.id}{mark} ({a.rule}): {a.text}")
+    if getattr(result, "warnings", None):
+        lines += ["", "Warnings (input that could not be used):"]
+        lines += [f"  {w['source']} {w['element']}: {w['message']}" for w in result.warnings]
     if result.missing_data:
         lines += ["", "Missing data: " + ", ".join(result.missing_data)]
     if result.warnings:

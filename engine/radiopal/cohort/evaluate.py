@@ -127,7 +127,7 @@ def _compile_files(files: tuple[tuple[str, bytes], ...], load_rulebase: Any) -> 
     with tempfile.TemporaryDirectory(prefix="radiopal-rules-") as tmp:
         for name, data in files:
             (Path(tmp) / name).write_bytes(data)
-        return load_rulebase(tmp)  # type: ignore[no-any-return]
+        return load_rulebase(tmp)
 
 
 def rulebase_for(snapshot: RuleSnapshot, engine: str = "experta") -> RuleBase:
@@ -250,6 +250,7 @@ def _evaluate_record(record: Record, rulebase: RuleBase, config: BatchConfig) ->
     if record.error is not None:
         return _error(record, None, record.error, [])
     data: Any = None
+    mapped: Any = None
     try:
         if record.fmt == "fhir":
             from ..fhir import bundle_to_document
@@ -262,7 +263,12 @@ def _evaluate_record(record: Record, rulebase: RuleBase, config: BatchConfig) ->
             located = load_text(record.data, file=name, kind="patient document", as_json=record.fmt == "json")
             data = located.data
             document = parse_patient(data, source=located.source)
-        return rulebase.evaluate(document)
+        result = rulebase.evaluate(document)
+        if mapped is not None:  # the values the mapping could not use go into the decision JSON's warnings
+            from ..api import attach_mapping
+
+            attach_mapping(result, mapped)
+        return result
     except RadiopalError as exc:
         if record.origins:  # FHIR bulk data: name the NDJSON file and line of each problem, not a Bundle entry
             from .bulk import locate_problems

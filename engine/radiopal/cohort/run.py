@@ -121,11 +121,11 @@ def run_cohort(options: CohortOptions) -> CohortReport:
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "status": "running",
         }
         manifest, resumed = folder.prepare(manifest, resume=options.resume)
-        batch_size = int(manifest["batch_size"])
+        batch_size = int(str(manifest["batch_size"]))
         if resumed and batch_size != options.batch_size:
             log(f"radiopal cohort: resuming with the earlier run's batch size {batch_size}")
         config = BatchConfig(decisions=options.decisions or options.graphs, graphs=options.graphs,
-                             evaluation_date=manifest.get("evaluation_date"), engine=options.engine,
+                             evaluation_date=_optional_text(manifest.get("evaluation_date")), engine=options.engine,
                              recheck_every=options.recheck_every)
         total = reader.count()
         done = folder.done_indexes() if resumed else set()
@@ -163,7 +163,7 @@ def run_cohort(options: CohortOptions) -> CohortReport:
                  ("rule base", snapshot.version), ("run", f"{mode}, {workers} worker(s), batch size {batch_size}"),
                  ("generated", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))]
         if manifest.get("evaluation_date"):
-            facts.insert(2, ("evaluation date (FHIR)", manifest["evaluation_date"]))
+            facts.insert(2, ("evaluation date (FHIR)", str(manifest["evaluation_date"])))
         page = summary.render(title="radiopal cohort audit", facts=facts, rulebase_version=snapshot.version,
                               rulebase_digest=snapshot.digest, disclaimer=DISCLAIMER)
         write_text_atomic(output / "summary.html", page)
@@ -393,3 +393,8 @@ def _progress(total: int, enabled: bool) -> Any:
         return _NoProgress()
     return tqdm(total=total, unit="patient", file=sys.stderr, dynamic_ncols=True, smoothing=0.05,
                 desc="radiopal cohort")
+
+
+def _optional_text(value: object) -> str | None:
+    """A manifest value that is text or absent (the manifest is JSON the run wrote itself)."""
+    return None if value is None else str(value)

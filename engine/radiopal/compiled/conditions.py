@@ -145,8 +145,8 @@ def _tester(node: Compare) -> Callable[[Any, Env], bool]:
     if op in OPERATORS:
         compare = OPERATORS[op]
         if placeholder:
-            return lambda value, env: compare(value, env.therapy)  # type: ignore[no-any-return]
-        return lambda value, env: compare(value, target)  # type: ignore[no-any-return]
+            return lambda value, env: compare(value, env.therapy)
+        return lambda value, env: compare(value, target)
     if op in ("in", "not_in"):
         negate = op == "not_in"
         if placeholder:

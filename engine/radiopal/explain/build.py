@@ -228,6 +228,10 @@ class _Builder:
             dose_mg=decision.dose_mg,
             reasons=list(decision.reasons),
             unverified=any(r.unverified for r in why_rules),
+            dose_reasons=list(decision.dose_reasons),
+            dose_text=_dose_text(decision),
+            dose_unverified=decision.dose_unverified,
+            open_wait=_open_wait(decision, self.result),
             what_would_change=changes,
             data_to_collect=data,
             unresolved=unresolved,
@@ -440,9 +444,11 @@ class _Builder:
             if known and item is not None:
                 raw = item.get(node.name)
                 if subject == "days_since_field":
+                    assert raw is not None, "a known days_since_field outcome read a date"
                     item_.date = raw.isoformat()
                     item_.value, item_.value_raw = f"{observed} days (since {item_.date})", observed
-                    item_.flips_on = _flip_date(raw, op, target, result)
+                    # An ongoing entry (chemotherapy still given) has no last dose yet: the day would move, so none.
+                    item_.flips_on = None if item.get("ongoing") is True else _flip_date(raw, op, target, result)
                 else:
                     item_.value, item_.value_raw = show(raw), _json(raw)
         else:  # status_of
@@ -497,8 +503,11 @@ class _Builder:
             if r.conditions is None or r.kind == "requirement":
                 continue
             for c in _condition_changes(r, want=False, purpose="lift"):
-                if not (c.kind == "date" and c.date in dates):
-                    add(c)
+                # An open deferral (e.g. chemotherapy still ongoing) has no end date: the day its condition would
+                # flip counts from a date that will move, so it is not shown as if it ended the deferral.
+                if c.kind == "date" and (c.date in dates or r.date_unknown):
+                    continue
+                add(c)
         for r in [*blocking, *why]:
             if r.missing and r.status == "insufficient_data":
                 add(Change("collect", "decide", f"Supply {', '.join(r.missing)} ({r.key})", [r.key],
@@ -711,6 +720,31 @@ def _json(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _dose_text(decision: Decision) -> str | None:
+    """The rule(s) that set the dose, with the values they read: ``BHA-02/b Zoledronic acid 3.5 mg … (crcl 55)``."""
+    if decision.dose_mg is None or not decision.dosing:
+        return None
+    from ..result import condition_lines
+
+    parts = []
+    for firing in sorted(decision.dosing, key=lambda f: f.compiled.rule.key):
+        rule = firing.compiled.rule
+        seen = sorted({f"{c['fact']} {c['observed']}" for c in condition_lines(firing)
+                       if c.get("fact") and c.get("observed") not in (None, "")})
+        parts.append(f"{rule.key} {rule.title}" + (f" ({', '.join(seen)})" if seen else "")
+                     + (" [U]" if rule.is_unverified else ""))
+    return f"{decision.dose_mg:g} mg — " + "; ".join(parts)
+
+
+def _open_wait(decision: Decision, result: Any) -> str | None:
+    """For a deferral with no end date, what it waits for — never a date that is not an end date."""
+    if decision.status != "deferred" or decision.earliest_date is not None:
+        return None
+    from .summary import open_wait_text
+
+    return open_wait_text(decision, result)
 
 
 def _headline(decision: Decision, data: list[DataItem]) -> str:

@@ -302,6 +302,10 @@ class TherapyExplanation:
     dose_mg: float | None = None
     reasons: list[str] = field(default_factory=list)
     unverified: bool = False
+    dose_reasons: list[str] = field(default_factory=list)
+    dose_text: str | None = None  # the dose rule in words, with the value it read ("BHA-02/b …: crcl 55 mL/min")
+    dose_unverified: bool = False
+    open_wait: str | None = None  # a deferral with no end date: what it waits for ("until docetaxel stops, then 28 days")
     what_would_change: list[Change] = field(default_factory=list)
     data_to_collect: list[DataItem] = field(default_factory=list)
     unresolved: list[RuleExplanation] = field(default_factory=list)
@@ -325,6 +329,10 @@ class TherapyExplanation:
             "dose_mg": self.dose_mg,
             "reasons": list(self.reasons),
             "unverified": self.unverified,
+            "dose_reasons": list(self.dose_reasons),
+            "dose_text": self.dose_text,
+            "dose_unverified": self.dose_unverified,
+            "open_wait": self.open_wait,
             "headline": self.headline,
             "why": self.why.to_dict(),
             "why_not": self.why_not.to_dict() if self.why_not is not None else None,

@@ -17,8 +17,10 @@ _ANSI = {
 LEAVES = ("compare", "requirement", "exists")
 
 
-def render_text(explanation: Explanation, *, colour: bool = False, width: int = 100) -> str:
-    """Render ``explanation`` for a terminal. ``colour`` adds ANSI escapes (the CLI decides: TTY and no NO_COLOR)."""
+def render_text(explanation: Explanation, *, colour: bool = False, width: int = 100,
+                summary: list[str] | None = None) -> str:
+    """Render ``explanation`` for a terminal. ``colour`` adds ANSI escapes (the CLI decides: TTY and no NO_COLOR).
+    ``summary``: the action summary's lines (:func:`radiopal.explain.summary.render_summary_text`), shown first."""
     paint = _painter(colour)
     e = explanation
     lines = [
@@ -26,6 +28,8 @@ def render_text(explanation: Explanation, *, colour: bool = False, width: int = 
         f"rule base {e.rulebase_version} ({e.rulebase_hash}); radiopal {e.radiopal_version}",
         "",
     ]
+    if summary:
+        lines += [*summary, ""]
     if len(e.therapies) > 1:
         lines.append(f"{'therapy':<25} {'status':<22} {'when / dose':<16} reasons")
         lines.append("-" * width)
@@ -73,6 +77,8 @@ def _therapy(t: TherapyExplanation, paint: Callable[[str, str], str], width: int
     lines = [
         paint("head", "═" * 3 + f" {title} " + "═" * max(3, width - len(title) - 5)),
         f"Status: {paint(t.status, STATUS_WORDS.get(t.status, t.status).upper())} — {t.headline}{mark}",
+        *([f"Dose: {t.dose_text}"] if t.dose_text else []),
+        *([f"Wait: open — {t.open_wait}"] if t.open_wait else []),
         "",
         paint("head", "Why"),
         f"  {t.why.summary}" if t.why.summary else "  (no summary)",

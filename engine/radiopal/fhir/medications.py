@@ -376,9 +376,9 @@ def build_treatment_history(events: list[Event], table: CodeTable, sink: Sink) -
         start_day = _day(start.start, sink, start.entry, "start_date") if start and start.start else None
         if start_day:
             item["start_date"] = start_day
-        last = _latest(agent_events, "last_dose")
-        if last is not None and last.last_dose is not None:
-            last_day = _day(last.last_dose, sink, last.entry, "last_dose_date")
+        latest = _latest(agent_events, "last_dose")
+        if latest is not None and latest.last_dose is not None:
+            last_day = _day(latest.last_dose, sink, latest.entry, "last_dose_date")
             if last_day:
                 item["last_dose_date"] = last_day
         item["ongoing"] = any(e.ongoing for e in agent_events)

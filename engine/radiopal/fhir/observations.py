@@ -146,8 +146,9 @@ def _read(result: _Result, table: CodeTable, sink: Sink) -> _Read | None:
         _absent(result, sink)
         return None
 
-    def wrong() -> None:
+    def wrong() -> _Read | None:
         _unknown(result, sink, f"expected {expected}, found {present or 'no value'}", present or "value[x]")
+        return None
 
     if spec.kind in {"lab", "number"}:
         if present != "valueQuantity":

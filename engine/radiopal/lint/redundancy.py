@@ -56,11 +56,11 @@ def _shadowed(ctx: LintContext) -> Iterator[Finding]:
                 rules_by_id[id(a)] = a
     for key, per_therapy in shadows.items():
         a = rules_by_id[key]
-        winners = {b.key: b for bs in per_therapy.values() for b in bs}
+        winner_by_key = {b.key: b for bs in per_therapy.values() for b in bs}
         everywhere = set(per_therapy) == set(a.therapies)
         other_effect = bool(a.then.advisories or a.then.info or a.then.dose_mg is not None)
         severity = "warning" if everywhere and not other_effect else "info"
-        names = ", ".join(f"{b.key} ({b.then.status})" for b in winners.values())
+        names = ", ".join(f"{b.key} ({b.then.status})" for b in winner_by_key.values())
         scope = "" if everywhere else f" for {', '.join(per_therapy)}"
         extra = " (its advisories and information still show)" if other_effect else ""
         yield ctx.finding(
@@ -68,7 +68,7 @@ def _shadowed(ctx: LintContext) -> Iterator[Finding]:
             f"whenever this rule fires{scope}, {names} fires too and wins by precedence (§13): its status "
             f"{a.then.status!r} never decides{extra}",
             a, None, "then", severity=severity,
-            related=tuple(ctx.related(b) for b in winners.values()),
+            related=tuple(ctx.related(b) for b in winner_by_key.values()),
             hint="narrow the stronger rule, or drop this one if it is only a restatement")
 
 
@@ -106,8 +106,10 @@ def _compare_pair(ctx: LintContext, a: Rule, b: Rule) -> Finding | None:
     ta, tb = set(a.therapies), set(b.therapies)
     if not (ta <= tb or tb <= ta):
         return None
-    a_in_b = ta <= tb and all(_possible(ctx, a, t) and _implies(ctx, a, b, t) for t in (sorted(ta) or [None]))
-    b_in_a = tb <= ta and all(_possible(ctx, b, t) and _implies(ctx, b, a, t) for t in (sorted(tb) or [None]))
+    each_a: list[str | None] = [*sorted(ta)] or [None]
+    each_b: list[str | None] = [*sorted(tb)] or [None]
+    a_in_b = ta <= tb and all(_possible(ctx, a, t) and _implies(ctx, a, b, t) for t in each_a)
+    b_in_a = tb <= ta and all(_possible(ctx, b, t) and _implies(ctx, b, a, t) for t in each_b)
     what = _what(a)
     where = "when" if b.when is not None else "requires"
     if a_in_b and b_in_a:

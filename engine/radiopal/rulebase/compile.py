@@ -9,6 +9,7 @@ One fact rather than one per therapy: a rule reading several statuses then needs
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import inspect
 import json
@@ -74,11 +75,11 @@ class CompiledRule:
         """The evaluation environment built from the facts experta bound for this rule (no copying of the patient)."""
         if len(bindings) == 1:  # the patient section alone: the section keeps one shared environment per therapy
             (datum,) = bindings.values()
-            return datum["fv"].env(self.therapy)  # type: ignore[no-any-return]
+            return datum["fv"].env(self.therapy)
         patient: Mapping[str, Any] = {}
         extra: dict[str, Any] = {}
         statuses: dict[str, str] = {}
-        evaluation_date = None
+        evaluation_date: dt.date | None = None
         for datum in bindings.values():
             name = datum["name"]
             fv = datum["fv"]
@@ -90,6 +91,7 @@ class CompiledRule:
             else:
                 extra[name[len(DERIVED_PREFIX):]] = fv
         facts = ChainMap(extra, patient) if extra else patient  # type: ignore[arg-type]
+        assert evaluation_date is not None, "every binding carries the patient section"
         return Env(facts, evaluation_date, self.therapy, statuses=statuses)
 
     def truth(self, env: Env) -> Tri:
@@ -139,7 +141,7 @@ def _names_therapy(rule: Rule) -> bool:
     conditions += [r.when for r in rule.requires if r.when is not None]
     return any(
         getattr(node, "value", None) == THERAPY_PLACEHOLDER
-        or (isinstance(getattr(node, "value", None), tuple) and THERAPY_PLACEHOLDER in node.value)
+        or (isinstance(getattr(node, "value", None), tuple) and THERAPY_PLACEHOLDER in getattr(node, "value", ()))
         for cond in conditions
         for node in cond.nodes()
     )

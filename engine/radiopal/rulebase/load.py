@@ -187,8 +187,8 @@ def collect_rules(
         area = item.data.get("area")
         area = area if isinstance(area, str) else area_default
         rules = []
-        for i, raw in item.rules:
-            rule = checker.rule(raw, ("rules", i), str(item.path), item.source, area)
+        for i, raw_rule in item.rules:
+            rule = checker.rule(raw_rule, ("rules", i), str(item.path), item.source, area)
             if rule is not None:
                 rules.append(rule)
                 rule_paths[id(rule)] = ("rules", i)

@@ -285,6 +285,7 @@ class CDSHooksService:
             drafts.append(entry.ref)
             if hook == "order-select" and selections and entry.ref not in selections:
                 continue
+            sections: tuple[str, ...]
             if entry.type == "MedicationRequest":
                 found = _concept(entry, refs, sink)
                 concept, sections = (found[0] if found else None), ("medications",)

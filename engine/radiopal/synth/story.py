@@ -172,7 +172,7 @@ class Builder:
     def bone_scan(self, pattern: str, lesions: int) -> Doc:
         rng = self.rng
         age_days = rng.randint(0, 56) if self.clean or chance(rng, 0.8) else rng.randint(57, 150)
-        uptake_weights: list[tuple[bool | None, float]] = {
+        uptake_weights: list[tuple[bool | None, int]] = {
             "osteoblastic": [(True, 93), (False, 3), (None, 4)],
             "mixed": [(True, 80), (False, 10), (None, 10)],
             "osteolytic": [(True, 25), (False, 45), (None, 30)],
