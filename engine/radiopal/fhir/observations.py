@@ -38,7 +38,7 @@ _EXPECTED = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: the holder is a parsed resource
 class _Result:
     """One Observation (or one of its components) reporting a field: the element holding value[x] and its time."""
 
@@ -249,10 +249,11 @@ def _choose(field_path: str, found: list[_Result], table: CodeTable, sink: Sink)
         sink.warn(f"{field_path} is left unknown: results with the same time disagree ({shown}); radiopal does not "
                   "choose", latest.path())
         return None
+    read_ids = {id(r) for r in ties}
     for other in found:
         if other.row.rank > best_rank:
             sink.ignore(other.entry, f"{field_path}: a preferred code ({latest.row.code}) has a result")
-        elif other not in ties:
+        elif id(other) not in read_ids:
             sink.ignore(other.entry, f"{field_path}: superseded by {latest.entry.ref}")
     return reads[0]
 
