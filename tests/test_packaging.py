@@ -35,6 +35,9 @@ def test_the_wheel_contains_the_knowledge_base_rules_and_type_marker(wheel):
                      "radiopal/_data/kb/schemas/decision.schema.json", "radiopal/_data/kb/schemas/rulefile.schema.json",
                      "radiopal/py.typed"):
         assert required in names
+    templates = {f"radiopal/service/templates/{p.name}" for p in (REPO / "engine" / "radiopal" / "service" /
+                                                                  "templates").glob("*.j2")}
+    assert templates and templates <= names  # the clinician page's Jinja2 templates
 
 
 def test_an_installed_wheel_finds_its_data_without_the_source_tree(wheel, tmp_path):

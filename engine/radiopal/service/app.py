@@ -6,7 +6,10 @@ Endpoints:
 * ``POST /cds-services/{id}`` — a hook call (``{"cards": [...]}``);
 * ``POST /cds-services/{id}/feedback`` — card feedback, stored in the audit log;
 * ``GET  /reports/{record}`` — the HTML report of an evaluation (linked from the cards; the record id is a random
-  UUID, and only evaluations made by this service are served).
+  UUID, and only evaluations made by this service are served);
+* ``GET  /page/record/{record}`` — the clinician page of a card's evaluation (redirects to ``/page/{token}``);
+  ``GET|POST /page/{token}`` — the page and its form (supply the missing facts, re-evaluate, see what changed);
+  ``GET|POST /page`` — paste a patient document or FHIR Bundle (only without authentication, on loopback).
 
 Every error is a JSON body ``{"error": code, "message": text}`` with the right status (400 malformed JSON or an invalid
 request naming the field, 401 authentication, 404 unknown service, 412 missing prefetch, 413 body too large); an
@@ -20,7 +23,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -29,6 +32,7 @@ from ..errors import InputError
 from ..yamlio import check_depth
 from .errors import ServiceError
 from .hooks import CDSHooksService
+from .page import ClinicianPages
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -176,6 +180,63 @@ def create_app(settings: Settings) -> FastAPI:
         service.spec(service_id)
         body = await _read_json(request)
         return JSONResponse(await run_in_threadpool(service.feedback, service_id, body, claims))
+
+    pages = ClinicianPages(service.rulebase, settings.evaluation_date)
+    app.state.pages = pages
+    page_headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+                    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"}
+
+    def html(text: str, status: int = 200) -> HTMLResponse:
+        return HTMLResponse(text, status_code=status, headers=page_headers)
+
+    async def form_of(request: Request) -> dict[str, str]:
+        from urllib.parse import parse_qsl
+
+        raw = (await request.body()).decode("utf-8", errors="replace")
+        return dict(parse_qsl(raw, keep_blank_values=True))
+
+    def standalone_allowed() -> None:
+        if not settings.no_auth:
+            raise ServiceError(404, "not-found", "the standalone page is offered only without authentication (loopback)")
+
+    @app.get("/page")
+    async def page_start() -> Response:
+        standalone_allowed()
+        return html(pages.render_start())
+
+    @app.post("/page")
+    async def page_upload(request: Request) -> Response:
+        standalone_allowed()
+        text = (await form_of(request)).get("document", "")
+        try:
+            token = await run_in_threadpool(pages.from_text, text)
+        except InputError as exc:
+            lines = [str(p) for p in exc.problems] or [str(exc)]  # as the command line prints them
+            return html(pages.render_start(error="; ".join(lines), text=text), 400)
+        return RedirectResponse(f"/page/{token}", status_code=303, headers=page_headers)
+
+    @app.get("/page/record/{record_id}")
+    async def page_from_card(record_id: str) -> Response:
+        result = service.cached_result(record_id)
+        if result is None:
+            raise ServiceError(404, "not-found", "no evaluation with this id (it may have expired)")
+        return RedirectResponse(f"/page/{pages.from_result(result)}", status_code=303, headers=page_headers)
+
+    @app.get("/page/{token}")
+    async def page_show(token: str) -> Response:
+        if pages.state(token) is None:
+            raise ServiceError(404, "not-found", "no page with this id (it may have expired)")
+        return html(await run_in_threadpool(pages.render, token))
+
+    @app.post("/page/{token}")
+    async def page_submit(token: str, request: Request) -> Response:
+        if pages.state(token) is None:
+            raise ServiceError(404, "not-found", "no page with this id (it may have expired)")
+        form = await form_of(request)
+        new_token, errors = await run_in_threadpool(pages.submit, token, form)
+        if new_token is None:
+            return html(await run_in_threadpool(lambda: pages.render(token, errors=errors, values=form)), 400)
+        return RedirectResponse(f"/page/{new_token}", status_code=303, headers=page_headers)
 
     @app.get("/reports/{record_id}")
     async def report(record_id: str) -> Response:

@@ -202,6 +202,15 @@ class CDSHooksService:
             recorded.append({"card": item["card"], "record": entry.record_id, "evaluation_record": evaluation})
         return {"recorded": recorded}
 
+    def cached_result(self, record_id: str) -> Any:
+        """The result of an evaluation this service made and still holds (None otherwise)."""
+        try:
+            key = str(uuid.UUID(record_id))
+        except ValueError:
+            return None
+        with self._lock:
+            return self._results.get(key)
+
     def report(self, record_id: str) -> str | None:
         """The HTML report of an evaluation made by this service (None when there is none)."""
         try:
