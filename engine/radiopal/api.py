@@ -149,7 +149,8 @@ def default_rulebase() -> RuleBase:
 
 
 def evaluate_fhir(bundle: Mapping[str, Any] | str | Path, rulebase: RuleBase | None = None,
-                  evaluation_date: str | dt.date | None = None, patient: str | None = None) -> Result:
+                  evaluation_date: str | dt.date | None = None, patient: str | None = None,
+                  answers: Mapping[str, Any] | None = None) -> Result:
     """Map a FHIR R4 Bundle (a dict, JSON text or a file path) with :mod:`radiopal.fhir` and evaluate it.
 
     ``rulebase`` defaults to the shipped one; ``evaluation_date`` (``YYYY-MM-DD`` or a ``datetime.date``) defaults
@@ -157,15 +158,29 @@ def evaluate_fhir(bundle: Mapping[str, Any] | str | Path, rulebase: RuleBase | N
     holding several. The field provenance of the mapping (resource id and ``fullUrl`` per document field) is kept in
     ``result.extra["provenance"]`` and on the graph's input nodes; the values that could not be used are
     ``result.warnings`` (contract §D, also in the JSON output); ``result.extra["evaluation_date_from"]`` says where
-    the evaluation date came from. Raises :class:`radiopal.InputError` naming the element for an invalid Bundle.
+    the evaluation date came from. ``answers``, a FHIR QuestionnaireResponse to radiopal's questionnaire
+    (:mod:`radiopal.fhir.questionnaire`), supplies or replaces fields of the mapped document before the evaluation.
+    Raises :class:`radiopal.InputError` naming the element for an invalid Bundle or answer.
     """
     from .fhir import bundle_to_document
 
     mapped = bundle_to_document(dict(bundle) if isinstance(bundle, Mapping) else bundle,
                                 evaluation_date=evaluation_date, patient=patient)
-    result = (rulebase or default_rulebase()).evaluate(mapped.document)
+    document: Mapping[str, Any] = mapped.document
+    if answers is not None:
+        from .fhir.questionnaire import apply_answers
+
+        document = apply_answers(document, answers)
+    result = (rulebase or default_rulebase()).evaluate(document)
     attach_mapping(result, mapped)
+    if answers is not None:
+        from .fhir.questionnaire import answered_items
+
+        answered = {str(i.get("linkId")) for i in answered_items(answers.get("item") or [])}
+        for path in answered:
+            result.extra["provenance"][path] = {"resource": "QuestionnaireResponse", "element": f"item[{path}]"}
     return result
+
 
 
 def attach_mapping(result: Result, mapped: Any) -> None:

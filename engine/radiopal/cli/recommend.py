@@ -35,6 +35,9 @@ def add_fhir_options(parser: argparse.ArgumentParser) -> None:
                              "says which). Only data known on that day count")
     parser.add_argument("--patient", metavar="ID", dest="patient_id",
                         help="with --fhir: the Patient (id or identifier) to evaluate in a Bundle that holds several")
+    parser.add_argument("--answers", metavar="QR",
+                        help="a FHIR QuestionnaireResponse (JSON) answering radiopal's questionnaire (radiopal "
+                             "questionnaire): its answers supply or replace those fields before the evaluation")
 
 
 def check_fhir_options(args: argparse.Namespace) -> None:
@@ -55,16 +58,31 @@ def evaluate_argument(rulebase: Any, args: argparse.Namespace) -> Any:
     from ..patient.load import load_patient
 
     check_fhir_options(args)
+    answers = _read_answers(args.answers) if getattr(args, "answers", None) else None
     if not args.fhir:
-        return rulebase.evaluate(load_patient(args.patient))
+        if answers is None:
+            return rulebase.evaluate(load_patient(args.patient))
+        from ..fhir.questionnaire import apply_answers
+        from ..patient.load import parse_patient
+        from ..yamlio import load_document
+
+        located = load_document(args.patient, kind="patient document")
+        return rulebase.evaluate(parse_patient(apply_answers(located.data, answers)))
     from ..api import evaluate_fhir
 
-    result = evaluate_fhir(args.patient, rulebase, evaluation_date=args.evaluation_date, patient=args.patient_id)
+    result = evaluate_fhir(args.patient, rulebase, evaluation_date=args.evaluation_date, patient=args.patient_id,
+                           answers=answers)
     origin = result.extra.get("evaluation_date_from")
     if origin != "argument":
         print(f"radiopal: evaluated as of {result.patient.evaluation_date.isoformat()} (from {origin}; set another day "
               "with --evaluation-date)", file=sys.stderr)
     return result
+
+
+def _read_answers(path: str) -> Any:
+    from ..yamlio import load_document
+
+    return load_document(path, kind="QuestionnaireResponse").data
 
 
 def run(args: argparse.Namespace) -> int:
