@@ -187,3 +187,17 @@ def test_an_omitted_required_field_or_block_is_insufficient_data_with_its_path(p
     assert any(path in d.missing_data for d in needing)
     if path in ("demographics.sex", "primary_tumour.site"):
         assert not [d.therapy for d in result.decisions if d.status in ("recommended", "eligible")]
+
+
+def test_a_document_with_a_utf8_byte_order_mark_is_read(patient, tmp_path, capsys):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(patient).encode("utf-8"))
+    assert main(["recommend", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["patient_id"] == patient["patient_id"]
+
+
+def test_fhir_options_on_a_patient_document_are_an_error_not_ignored(patient, tmp_path, capsys):
+    path = write(tmp_path, patient)
+    assert main(["recommend", str(path), "--evaluation-date", "2025-06-02"]) == 2
+    err = capsys.readouterr().err
+    assert "--evaluation-date needs --fhir" in err and "Traceback" not in err
