@@ -11,6 +11,8 @@
 * ``lint-codes.md`` — every ``radiopal lint`` finding code with its severity (``radiopal.lint.findings.CODES``);
 * ``patient.md`` — the patient document, every field with its type, units, allowed values and the facts and rules
   that read it (``kb/schemas/patient.schema.json``, ``kb/facts.yaml``, the shipped rules);
+* ``fhir.md`` — the FHIR mapping tables: which LOINC, SNOMED CT, ICD-10, ATC, RxNorm and radiopal codes fill which
+  field of the patient document, each with how it was verified (``kb/fhir/codes.yaml``);
 * ``rules.md`` — the clinical rule base as a readable reference: every rule with its condition, conclusion, strength,
   verification tag ([U] marked), sources and notes (the shipped ``rules/``).
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +225,14 @@ def facts_page(vocabulary: Vocabulary) -> str:
     return "\n".join(out)
 
 
+def _fhir_table() -> Mapping[str, Any]:
+    from .resources import kb_dir
+    from .yamlio import load_document
+
+    data = load_document(kb_dir() / "fhir" / "codes.yaml", kind="FHIR code table").data
+    return data if isinstance(data, Mapping) else {}
+
+
 def _shipped_rules() -> tuple[Any, ...]:
     """The shipped rule base's rules, in file order (read and checked, not compiled)."""
     from .resources import rules_dir
@@ -289,7 +299,8 @@ def index_page() -> str:
         "- [Sources](sources.md): the citation keys",
         "- [Lint finding codes](lint-codes.md)",
         "- [The patient document](patient.md): every field, its units and allowed values, and the rules that read it",
-        "- [The clinical rule base](rules.md): every rule with its condition, conclusion, sources and [U] status", ""])
+        "- [The clinical rule base](rules.md): every rule with its condition, conclusion, sources and [U] status",
+        "- [FHIR mapping tables](fhir.md): which codes fill which field, and how each was verified", ""])
 
 
 PATIENT_INTRO = (
@@ -479,6 +490,44 @@ def rules_page(rules: Sequence[Any], catalogue: Catalogue) -> str:
     return "\n".join(out)
 
 
+FHIR_SECTIONS = (
+    ("observations", "Observations (results and assessments)"),
+    ("conditions", "Conditions (diagnoses)"),
+    ("medications", "Medications (MedicationRequest, MedicationStatement, MedicationAdministration)"),
+    ("procedures", "Procedures"),
+    ("allergies", "Allergies and intolerances"),
+)
+
+
+def fhir_page(table: Mapping[str, Any]) -> str:
+    """The FHIR mapping tables, from the code table the mapper reads."""
+    systems = dict(table.get("systems") or {})
+    out = [HEADER.format(source="kb/fhir/codes.yaml"), "", "# FHIR mapping tables", "",
+           "How `radiopal recommend --fhir`, the CDS Hooks service and the cohort job read a FHIR R4 record: each code "
+           "below fills one field of [the patient document](patient.md). A value that cannot be used (an unknown unit, "
+           "`dataAbsentReason`, two results at the same time that disagree) leaves its field unknown with a warning "
+           "naming the resource and element; only the latest usable result per field counts. *Verified*: `verified` "
+           "(read in an official source), `secondary` (a secondary source), `unverified` (to be checked).", "",
+           "## Code systems", ""]
+    out += _table(("key", "system URI"), ((f"`{k}`", f"`{v}`") for k, v in systems.items()))
+    for key, title in FHIR_SECTIONS:
+        rows = table.get(key) or []
+        if not rows:
+            continue
+        out += ["", f"## {title}", ""]
+        out += _table(("system", "code", "display", "fills", "verified", "source"), (
+            (r.get("system", ""), f"`{r.get('code', '')}`" + (" (prefix)" if r.get("match") == "prefix" else ""),
+             r.get("display", ""), f"`{r.get('maps_to', '')}`", r.get("verified", ""), r.get("source", ""))
+            for r in rows if isinstance(r, Mapping)))
+    units = table.get("units") or {}
+    if units:
+        out += ["", "## Units", "", "UCUM codes (`Quantity.code`) and the unit of the patient document they stand for; "
+                "any other UCUM unit of the right dimension is converted.", ""]
+        out += _table(("UCUM", "document unit"), ((f"`{k}`", f"`{v}`") for k, v in units.items()))
+    out.append("")
+    return "\n".join(out)
+
+
 def generate(out_dir: str | Path) -> list[Path]:
     """Write every reference page into ``out_dir``; return the paths written."""
     target = Path(out_dir)
@@ -496,6 +545,7 @@ def generate(out_dir: str | Path) -> list[Path]:
         "lint-codes.md": lint_codes_page(),
         "patient.md": patient_page(json.loads(schema_path("patient").read_text(encoding="utf-8")), vocabulary, rules),
         "rules.md": rules_page(rules, catalogue),
+        "fhir.md": fhir_page(_fhir_table()),
     }
     written = []
     for name, text in pages.items():

@@ -1,7 +1,7 @@
 """Read a FHIR R4 Bundle (dict, JSON text or file) and validate it with ``fhir.resources.R4B``.
 
-R4B stands in for R4 (fhir.resources ships no R4 package since 7.0; the R5 default rejects R4 data — notes/fhir.md
-C.4). Every failure becomes an :class:`~radiopal.errors.InputError` whose problems carry element paths such as
+R4B stands in for R4 (fhir.resources ships no R4 package since 7.0; the R5 default rejects R4 data). Every failure
+becomes an :class:`~radiopal.errors.InputError` whose problems carry element paths such as
 ``entry[1].resource.valueQuantity.value``; no traceback reaches the user.
 """
 
