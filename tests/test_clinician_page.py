@@ -212,3 +212,59 @@ def test_in_the_browser_the_urgent_advisory_is_above_the_summary(base: str, chro
     summary_top = page.locator("#summary").bounding_box()["y"]
     assert urgent.bounding_box()["y"] < summary_top
     assert page.outside == []
+
+
+# --- SMART App Launch (EHR launch, PKCE) against the simulated EHR ----------------------------------------------------
+def test_an_ehr_launch_with_pkce_opens_the_page_for_the_launch_patient(tmp_path: Path):
+    from conftest import http_server
+    from radiopal.service.sandbox import smart_ehr_handler
+
+    bundle = json.loads((REPO / "examples" / "fhir" / "V05.bundle.json").read_text(encoding="utf-8"))
+    ehr_handler = smart_ehr_handler(bundle)
+    with http_server(ehr_handler) as ehr:
+        iss = f"{ehr}/fhir"
+        settings = Settings(host="127.0.0.1", port=_free_port(), no_auth=True, audit_db=str(tmp_path / "a.db"),
+                            evaluation_date="2025-06-02", fhir_servers=(iss,))
+        app = create_app(settings)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
+                                               lifespan="off"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.02)
+        base = f"http://127.0.0.1:{settings.port}"
+        try:
+            with httpx.Client(follow_redirects=False) as browser:
+                to_ehr = browser.get(f"{base}/launch", params={"iss": iss, "launch": "xyz"})
+                assert to_ehr.status_code == 302
+                authorize = httpx.URL(to_ehr.headers["location"])
+                assert authorize.params["code_challenge_method"] == "S256" and authorize.params["aud"] == iss
+                assert len(authorize.params["code_challenge"]) == 43  # base64url of a SHA-256, no padding
+                back = browser.get(str(authorize))  # the EHR approves and sends the browser back
+                assert back.status_code == 302 and back.headers["location"].startswith(f"{base}/callback?")
+                to_page = browser.get(back.headers["location"])
+                assert to_page.status_code == 303
+                page = browser.get(base + to_page.headers["location"])
+            assert page.status_code == 200 and ehr_handler.issued and not ehr_handler.refused
+            patient_id = next(e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+            assert f"Patient {patient_id}" in page.text
+            # The same decisions as the bundle evaluated directly (contract twin of vignette V05).
+            direct = radiopal_status(bundle)
+            for therapy, status in direct.items():
+                assert f'data-therapy="{therapy}" data-status="{status}"' in page.text
+            # A state is used once, and an iss not on the --fhir-server list is refused before any request.
+            replay = httpx.get(f"{base}/callback", params={"code": "x", "state": authorize.params["state"]})
+            assert replay.status_code == 400
+            other = httpx.get(f"{base}/launch", params={"iss": "https://evil.example/fhir", "launch": "1"})
+            assert other.status_code == 400 and "fhir-server" in other.text
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            app.state.radiopal.audit.dispose()
+
+
+def radiopal_status(bundle: dict[str, Any]) -> dict[str, str]:
+    from radiopal.api import evaluate_fhir
+
+    result = evaluate_fhir(copy.deepcopy(bundle), evaluation_date="2025-06-02")
+    return {d.therapy: d.status for d in result.decisions}

@@ -9,7 +9,8 @@ Endpoints:
   UUID, and only evaluations made by this service are served);
 * ``GET  /page/record/{record}`` — the clinician page of a card's evaluation (redirects to ``/page/{token}``);
   ``GET|POST /page/{token}`` — the page and its form (supply the missing facts, re-evaluate, see what changed);
-  ``GET|POST /page`` — paste a patient document or FHIR Bundle (only without authentication, on loopback).
+  ``GET|POST /page`` — paste a patient document or FHIR Bundle (only without authentication, on loopback);
+* ``GET  /launch?iss&launch`` and ``GET /callback?code&state`` — SMART App Launch (EHR launch, PKCE) into the page.
 
 Every error is a JSON body ``{"error": code, "message": text}`` with the right status (400 malformed JSON or an invalid
 request naming the field, 401 authentication, 404 unknown service, 412 missing prefetch, 413 body too large); an
@@ -34,6 +35,7 @@ from .errors import ServiceError
 from .hooks import CDSHooksService
 from .page import ClinicianPages
 from .settings import Settings
+from .smart import SmartLauncher
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -214,6 +216,20 @@ def create_app(settings: Settings) -> FastAPI:
             lines = [str(p) for p in exc.problems] or [str(exc)]  # as the command line prints them
             return html(pages.render_start(error="; ".join(lines), text=text), 400)
         return RedirectResponse(f"/page/{token}", status_code=303, headers=page_headers)
+
+    launcher = SmartLauncher(client_id=settings.smart_client_id, redirect_uri=service.url("/callback"),
+                             templates=dict(service.templates), allowed=settings.fhir_servers,
+                             timeout=settings.fhir_timeout, evaluate=service.evaluate_assembled)
+
+    @app.get("/launch")
+    async def smart_launch(iss: str = "", launch: str = "") -> Response:
+        url = await run_in_threadpool(launcher.begin, iss, launch)
+        return RedirectResponse(url, status_code=302, headers=page_headers)
+
+    @app.get("/callback")
+    async def smart_callback(code: str = "", state: str = "") -> Response:
+        result = await run_in_threadpool(launcher.complete, code, state)
+        return RedirectResponse(f"/page/{pages.from_result(result)}", status_code=303, headers=page_headers)
 
     @app.get("/page/record/{record_id}")
     async def page_from_card(record_id: str) -> Response:

@@ -256,6 +256,10 @@ class CDSHooksService:
         })
         raise ServiceError(400, "patient-mismatch", message, [m.to_dict() for m in found[:MAX_LISTED]])
 
+    def evaluate_assembled(self, assembled: Any) -> Any:
+        """Evaluate a Bundle assembled from an EHR's answers (a SMART launch's, say); 400 for unusable FHIR."""
+        return self._evaluate(assembled)
+
     def _evaluate(self, assembled: Any) -> Any:
         from ..api import evaluate_fhir
 

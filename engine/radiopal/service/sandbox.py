@@ -10,7 +10,10 @@ Give it one patient's record as a FHIR Bundle (``examples/fhir/V05.bundle.json``
 * :func:`prefetch_for` fills in a service's prefetch templates (``patient``: the Patient resource, every other key:
   the answer to its search);
 * :func:`discover_templates` reads a running service's prefetch templates from its discovery endpoint;
-* :func:`free_port` finds a free loopback port to run the service under test on.
+* :func:`free_port` finds a free loopback port to run the service under test on;
+* :func:`smart_ehr_handler` is an HTTP handler for a simulated EHR with SMART App Launch: its
+  ``.well-known/smart-configuration``, an authorization endpoint that approves at once, a token endpoint that checks
+  the PKCE verifier, and the FHIR reads and searches (bearer token required) over the Bundle.
 
 The Bundle is taken to hold one patient: searches do not filter by ``patient=``. Importing this module has no side
 effects and imports neither the engine nor an HTTP client (:func:`discover_templates` imports httpx when called).
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "patient_resource",
     "prefetch_for",
     "search",
+    "smart_ehr_handler",
 ]
 
 #: The simulated EHR's FHIR base URL: search results carry ``fullUrl`` = ``{FHIR_BASE}/{Type}/{id}``.
@@ -115,3 +119,93 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def smart_ehr_handler(bundle: Mapping[str, Any]) -> type:
+    """A ``http.server`` handler class: a simulated EHR serving ``bundle`` behind SMART App Launch (EHR launch, PKCE).
+
+    ``/fhir/.well-known/smart-configuration``; ``/auth/authorize`` approves at once and redirects back with a code
+    (only ``response_type=code`` with an S256 ``code_challenge``); ``/auth/token`` gives an access token and the
+    Bundle's patient id only for the right ``code_verifier``; ``/fhir/Patient/{id}`` and ``/fhir/{Type}?…`` answer
+    with a bearer token. Codes and tokens are used once / kept per handler class. ``handler.issued`` lists the token
+    requests it accepted and ``handler.refused`` the ones it refused (for tests).
+    """
+    import hashlib
+    import json
+    import secrets
+    from base64 import urlsafe_b64encode
+    from http.server import BaseHTTPRequestHandler
+    from urllib.parse import urlencode, urlsplit
+
+    ehr = ehr_bundle(bundle)
+    patient = patient_resource(ehr)
+    codes: dict[str, str] = {}
+    tokens: set[str] = set()
+
+    class SmartEhr(BaseHTTPRequestHandler):
+        issued: ClassVar[list[str]] = []
+        refused: ClassVar[list[str]] = []
+
+        def log_message(self, *args: Any) -> None:  # quiet in tests
+            return
+
+        def _send(self, status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> None:
+            data = json.dumps(body).encode() if body is not None else b""
+            self.send_response(status)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            host = f"http://{self.headers.get('Host')}"
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            if parts.path == "/fhir/.well-known/smart-configuration":
+                self._send(200, {"authorization_endpoint": f"{host}/auth/authorize",
+                                 "token_endpoint": f"{host}/auth/token", "code_challenge_methods_supported": ["S256"],
+                                 "capabilities": ["launch-ehr", "client-public", "context-ehr-patient"]})
+            elif parts.path == "/auth/authorize":
+                if query.get("response_type") != "code" or query.get("code_challenge_method") != "S256" \
+                        or not query.get("code_challenge") or not query.get("redirect_uri"):
+                    self._send(400, {"error": "invalid_request"})
+                    return
+                code = secrets.token_urlsafe(12)
+                codes[code] = query["code_challenge"]
+                target = query["redirect_uri"] + "?" + urlencode({"code": code, "state": query.get("state", "")})
+                self._send(302, headers={"Location": target})
+            elif parts.path.startswith("/fhir/"):
+                auth = self.headers.get("Authorization", "")
+                if not auth.startswith("Bearer ") or auth[7:] not in tokens:
+                    self._send(401, {"resourceType": "OperationOutcome"})
+                    return
+                rest = parts.path[len("/fhir/"):]
+                if rest == f"Patient/{patient['id']}":
+                    self._send(200, patient)
+                else:
+                    self._send(200, search(ehr, rest + ("?" + parts.query if parts.query else "")))
+            else:
+                self._send(404, {"error": "not found"})
+
+        def do_POST(self) -> None:
+            if urlsplit(self.path).path != "/auth/token":
+                self._send(404, {"error": "not found"})
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+            challenge = codes.pop(form.get("code", ""), None)
+            verifier = form.get("code_verifier", "")
+            expected = urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+            if form.get("grant_type") != "authorization_code" or challenge is None or expected != challenge:
+                SmartEhr.refused.append(form.get("code", ""))
+                self._send(400, {"error": "invalid_grant"})
+                return
+            token = secrets.token_urlsafe(16)
+            tokens.add(token)
+            SmartEhr.issued.append(token)
+            self._send(200, {"access_token": token, "token_type": "Bearer", "patient": patient["id"],
+                             "scope": "launch openid fhirUser patient/*.read"})
+
+    return SmartEhr

@@ -52,6 +52,8 @@ class Settings:
     rulebase: Any = field(default=None, repr=False)
     #: The evaluation path when ``rules`` are loaded: "experta" (the engine of record) or "compiled".
     engine: str = "experta"
+    #: The client id radiopal presents in a SMART App Launch (registered with the EHR).
+    smart_client_id: str = "radiopal"
 
     @property
     def public_url(self) -> str:
