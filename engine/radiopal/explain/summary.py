@@ -200,30 +200,29 @@ def _groups(recommended: list[Option], eligible: list[Option],
             groups: Mapping[str, str]) -> tuple[tuple[OptionGroup, ...], tuple[OptionGroup, ...]]:
     """Recommended options by choice (with the eligible ones of the same choice as alternatives); then the eligible
     options whose choice has nothing recommended."""
-    give: list[OptionGroup] = []
-    chosen: set[str] = set()
-    for option in recommended:
-        choice = _choice(option.therapy, groups)
-        if choice and choice in chosen:
-            continue
-        if choice:
-            chosen.add(choice)
-            same = tuple(o for o in recommended if _choice(o.therapy, groups) == choice)
-            alts = tuple(o for o in eligible if _choice(o.therapy, groups) == choice)
-            give.append(OptionGroup(choice, same, alts))
-        else:
-            give.append(OptionGroup("", (option,)))
-    rest: list[OptionGroup] = []
-    for option in eligible:
-        choice = _choice(option.therapy, groups)
-        if choice in chosen and choice:
-            continue
-        if choice:
-            chosen.add(choice)
-            rest.append(OptionGroup(choice, tuple(o for o in eligible if _choice(o.therapy, groups) == choice)))
-        else:
-            rest.append(OptionGroup("", (option,)))
+    taken: set[str] = set()
+    give = _grouped(recommended, groups, taken, alternatives=eligible)
+    rest = _grouped(eligible, groups, taken)
     return tuple(give), tuple(rest)
+
+
+def _grouped(options: list[Option], groups: Mapping[str, str], taken: set[str],
+             alternatives: list[Option] | None = None) -> list[OptionGroup]:
+    """``options`` by choice, each choice once across calls (``taken``); the ``alternatives`` of the same choice
+    ride along. An option of no choice stands alone."""
+    out: list[OptionGroup] = []
+    for option in options:
+        choice = _choice(option.therapy, groups)
+        if not choice:
+            out.append(OptionGroup("", (option,)))
+            continue
+        if choice in taken:
+            continue
+        taken.add(choice)
+        same = tuple(o for o in options if _choice(o.therapy, groups) == choice)
+        alts = tuple(o for o in alternatives or () if _choice(o.therapy, groups) == choice)
+        out.append(OptionGroup(choice, same, alts))
+    return out
 
 
 def _wait(d: Decision, option: Option, result: Result) -> Wait:

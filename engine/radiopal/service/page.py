@@ -26,6 +26,7 @@ from .. import DISCLAIMER
 from ..errors import InputError
 from ..explain.summary import action_summary
 from ..fhir.questionnaire import apply_answers, build_questionnaire
+from ..patient.facts import get_path
 
 __all__ = ["PAGE_CACHE", "ClinicianPages"]
 
@@ -142,20 +143,11 @@ class ClinicianPages:
         return str(self._env.get_template("start.html.j2").render(error=error, text=text, disclaimer=DISCLAIMER))
 
 
-def _known(document: Mapping[str, Any], path: str) -> Any:
-    node: Any = document
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def _control(item: Mapping[str, Any], document: Mapping[str, Any], values: Mapping[str, str],
              error: str | None) -> dict[str, Any]:
     """What the template needs to draw one form control, prefilled with the submitted or known value."""
     path = item["linkId"]
-    known = _known(document, path)
+    known = get_path(document, path)
     help_text = next((i["text"] for i in item.get("item", []) if i.get("type") == "display"), "")
     control: dict[str, Any] = {"path": path, "label": item.get("text", path), "type": item["type"], "help": help_text,
                                "error": error, "id": "f-" + path.replace(".", "-")}
