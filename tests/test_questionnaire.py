@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,45 @@ def test_answers_complete_a_real_fhir_record(rulebase: Any):
     assert "pain.distribution" not in answered.missing_data
     assert "bone_disease.bone_scan.uptake_at_painful_sites" not in answered.missing_data
     assert answered.extra["provenance"]["pain.distribution"]["resource"] == "QuestionnaireResponse"
+
+
+def test_the_cds_service_takes_the_answers_in_an_optional_prefetch_key(tmp_path: Path):
+    """A patient-view call whose prefetch carries a completed QuestionnaireResponse (key ``answers``, offered in the
+    discovery document, never required) is evaluated with the answers; one about another patient is refused."""
+    from fastapi.testclient import TestClient
+
+    from radiopal.service.app import create_app
+    from radiopal.service.sandbox import ehr_bundle, prefetch_for
+    from radiopal.service.settings import Settings
+
+    bundle = ehr_bundle(json.loads((REPO / "examples" / "fhir" / "V05.bundle.json").read_text(encoding="utf-8")))
+    # The chart lacks the platelet count: drop every platelet Observation (LOINC 777-3 / 26515-7).
+    bundle["entry"] = [e for e in bundle["entry"] if not any(
+        c.get("code") in ("777-3", "26515-7") for c in (e["resource"].get("code") or {}).get("coding", []))]
+    patient_id = next(e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    settings = Settings(host="127.0.0.1", port=8089, no_auth=True, audit_db=str(tmp_path / "a.db"),
+                        evaluation_date="2025-06-02")
+    with TestClient(create_app(settings)) as client:
+        templates = client.get("/cds-services").json()["services"][0]["prefetch"]
+        assert templates["answers"].startswith("QuestionnaireResponse?subject={{context.patientId}}")
+        service = client.app.state.radiopal
+
+        def call(answers: Any) -> Any:
+            prefetch = {k: v for k, v in prefetch_for(bundle, templates).items() if k != "answers"}
+            if answers is not None:
+                prefetch["answers"] = answers
+            body = {"hook": "patient-view", "hookInstance": str(uuid.uuid4()), "prefetch": prefetch,
+                    "context": {"patientId": patient_id, "userId": "Practitioner/1"}}
+            response = client.post("/cds-services/radiopal-patient-view", json=body)
+            return response, (next(reversed(service._results.values())) if response.status_code == 200 else None)
+
+        plain, before = call(None)  # no answers key: still answered (the key is optional)
+        assert plain.status_code == 200 and "labs.platelets" in before.missing_data
+        qr = {**_response(("labs.platelets", {"valueQuantity": {"value": 180, "code": "10*9/L"}})),
+              "subject": {"reference": f"Patient/{patient_id}"}, "authored": "2025-06-02"}
+        answered, after = call({"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": qr}]})
+        assert answered.status_code == 200 and "labs.platelets" not in after.missing_data
+        assert after.facts.value("plt") == 180
+        other = {**qr, "subject": {"reference": "Patient/someone-else"}}
+        refused, _ = call(other)
+        assert refused.status_code == 400 and refused.json()["error"] == "patient-mismatch"

@@ -30,7 +30,16 @@ from .cards import DraftOrder, order_cards, patient_view_card, therapy_views
 from .errors import ServiceError
 from .feedback import parse_feedback
 from .identity import MAX_LISTED, Mismatch, describe, mismatches
-from .prefetch import MAPPED_TYPES, assemble_bundle, data_requirements, fetch_missing, prefetch_templates, unanswered
+from .prefetch import (
+    ANSWERS_KEY,
+    MAPPED_TYPES,
+    assemble_bundle,
+    data_requirements,
+    fetch_missing,
+    latest_answers,
+    prefetch_templates,
+    unanswered,
+)
 from .settings import Settings
 
 __all__ = ["SERVICES", "CDSHooksService", "ServiceSpec"]
@@ -143,7 +152,7 @@ class CDSHooksService:
             if not any(o.therapies for o in orders):
                 return {"cards": []}  # no order radiopal decides on: nothing to evaluate, no data to ask for
         prefetch = dict(request.get("prefetch") or {})
-        missing = unanswered(prefetch, self.templates)
+        missing = unanswered(prefetch, [key for key in self.templates if key != ANSWERS_KEY])
         if missing:
             server = request.get("fhirServer")
             if not server:
@@ -156,7 +165,7 @@ class CDSHooksService:
         self._same_patient(spec, request, claims, (
             (origin + ".resource" if origin.endswith("]") else origin, e["resource"], e.get("fullUrl"))
             for origin, e in zip(assembled.origins, assembled.bundle["entry"], strict=True)))
-        result = self._evaluate(assembled)
+        result = self._evaluate(assembled, latest_answers(prefetch.get(ANSWERS_KEY), str(context.get("patientId"))))
 
         record_id = str(uuid.uuid4())
         report_url = self.url(f"/reports/{record_id}")
@@ -260,11 +269,12 @@ class CDSHooksService:
         """Evaluate a Bundle assembled from an EHR's answers (a SMART launch's, say); 400 for unusable FHIR."""
         return self._evaluate(assembled)
 
-    def _evaluate(self, assembled: Any) -> Any:
+    def _evaluate(self, assembled: Any, answers: Mapping[str, Any] | None = None) -> Any:
         from ..api import evaluate_fhir
 
         try:
-            return evaluate_fhir(assembled.bundle, self.rulebase, evaluation_date=self.settings.today())
+            return evaluate_fhir(assembled.bundle, self.rulebase, evaluation_date=self.settings.today(),
+                                 answers=answers)
         except InputError as exc:
             details = [{**p.to_dict(), "path": assembled.locate(p.path)} for p in exc.problems]
             first = details[0] if details else {"message": str(exc)}

@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 PATIENT_TOKEN = "{{context.patientId}}"
+#: Optional prefetch key: the clinician's answers to radiopal's questionnaire (never required, never fetched).
+ANSWERS_KEY = "answers"
 #: Contract fields that only the Patient resource fills.
 PATIENT_FIELDS = frozenset({"patient_id", "demographics.age_years", "demographics.sex", "evaluation_date"})
 #: Contract fields a radiopal deriver (``from: {derive: ...}`` in kb/facts.yaml) reads. A deriver missing here is
@@ -125,7 +127,37 @@ def prefetch_templates(requirements: DataRequirements) -> dict[str, str]:
         resource = SEARCHES[key][0]
         include = f"&_include={resource}:medication" if resource in MEDICATION_RESOURCES else ""
         templates[key] = f"{resource}?patient={PATIENT_TOKEN}{include}"
+    from ..fhir.questionnaire import QUESTIONNAIRE_URL
+
+    templates[ANSWERS_KEY] = (f"QuestionnaireResponse?subject={PATIENT_TOKEN}&questionnaire={QUESTIONNAIRE_URL}"
+                              "&status=completed&_sort=-authored&_count=1")
     return templates
+
+
+def latest_answers(value: Any, patient_id: str) -> dict[str, Any] | None:
+    """The most recent completed QuestionnaireResponse to radiopal's questionnaire in a prefetch answer (a resource or
+    a searchset Bundle), or None. One about another patient is a 400 (never answer for the wrong patient)."""
+    from ..fhir.questionnaire import QUESTIONNAIRE_URL
+
+    if not isinstance(value, Mapping):
+        return None
+    resources = [e.get("resource") for e in value.get("entry") or [] if isinstance(e, Mapping)] \
+        if value.get("resourceType") == "Bundle" else [value]
+    found: list[Mapping[str, Any]] = []
+    for resource in resources:
+        if not isinstance(resource, Mapping) or resource.get("resourceType") != "QuestionnaireResponse":
+            continue
+        if resource.get("questionnaire") != QUESTIONNAIRE_URL or resource.get("status") not in ("completed", "amended"):
+            continue
+        subject = str((resource.get("subject") or {}).get("reference") or "")
+        if not subject.rstrip("/").endswith(f"Patient/{patient_id}"):
+            raise ServiceError(400, "patient-mismatch", f"prefetch.{ANSWERS_KEY}: a QuestionnaireResponse about "
+                                                        f"{subject or 'no patient'}, not Patient/{patient_id}")
+        found.append(resource)
+    if not found:
+        return None
+    latest: Mapping[str, Any] = max(found, key=lambda r: str(r.get("authored") or ""))
+    return dict(latest)
 
 
 def render_template(template: str, context: Mapping[str, Any]) -> str:
