@@ -9,9 +9,11 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import radiopal
-from conftest import VIGNETTES, needs_shared, vignette_document
+from conftest import REPO, VIGNETTES, needs_shared, vignette_document
 from radiopal.cli import main
 from radiopal.resources import schema_path
+
+DEMO = str(REPO / "examples" / "patient-mcrpc.yaml")  # tests run from any directory
 
 
 @pytest.fixture(scope="module")
@@ -24,22 +26,22 @@ def decision_validator():
 
 
 def test_the_output_of_the_example_is_valid_against_the_decision_schema(rulebase):
-    out = rulebase.evaluate("examples/patient-mcrpc.yaml").to_dict()
+    out = rulebase.evaluate(DEMO).to_dict()
     errors = list(decision_validator().iter_errors(out))
     assert not errors, [e.message for e in errors]
 
 
 def test_graph_node_ids_are_stable_and_edges_point_at_nodes(rulebase):
-    graph = rulebase.evaluate("examples/patient-mcrpc.yaml").graph.to_dict()
+    graph = rulebase.evaluate(DEMO).graph.to_dict()
     ids = {n["id"] for n in graph["nodes"]}
     assert all(e["source"] in ids and e["target"] in ids for e in graph["edges"])
     assert {f"decision:{t}" for t in rulebase.catalogue.therapy_ids} <= ids
-    again = rulebase.evaluate("examples/patient-mcrpc.yaml").graph.to_dict()
+    again = rulebase.evaluate(DEMO).graph.to_dict()
     assert again == graph
 
 
 def test_every_input_node_names_its_field_path(rulebase):
-    graph = rulebase.evaluate("examples/patient-mcrpc.yaml").graph.to_dict()
+    graph = rulebase.evaluate(DEMO).graph.to_dict()
     for node in graph["nodes"]:
         if node["kind"] == "input":
             assert node["id"] == f"input:{node['path']}"
@@ -69,7 +71,7 @@ def test_v01_ra223_decision_traces_to_its_rules_and_citations(rulebase, tmp_path
 def test_recommend_writes_the_graph_as_json_and_dot(tmp_path, capsys):
     for suffix in (".json", ".dot"):
         target = tmp_path / f"g{suffix}"
-        assert main(["recommend", "examples/patient-mcrpc.yaml", "--graph", str(target)]) == 0
+        assert main(["recommend", DEMO, "--graph", str(target)]) == 0
         assert target.stat().st_size > 0
     assert json.loads((tmp_path / "g.json").read_text())["nodes"]
     assert (tmp_path / "g.dot").read_text().startswith("// radiopal") or "digraph" in (tmp_path / "g.dot").read_text()
@@ -78,7 +80,7 @@ def test_recommend_writes_the_graph_as_json_and_dot(tmp_path, capsys):
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' is not installed (apt-get install graphviz)")
 def test_recommend_renders_svg_when_dot_is_present(tmp_path):
     target = tmp_path / "g.svg"
-    assert main(["recommend", "examples/patient-mcrpc.yaml", "--format", "text", "--graph", str(target)]) == 0
+    assert main(["recommend", DEMO, "--format", "text", "--graph", str(target)]) == 0
     assert target.read_text().lstrip().startswith(("<?xml", "<svg"))
     assert (tmp_path / "g.dot").exists() and (tmp_path / "g.json").exists()
 
@@ -86,6 +88,6 @@ def test_recommend_renders_svg_when_dot_is_present(tmp_path):
 def test_without_dot_an_svg_request_still_writes_dot_and_json_and_says_how(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     target = tmp_path / "g.svg"
-    assert main(["recommend", "examples/patient-mcrpc.yaml", "--graph", str(target)]) == 2
+    assert main(["recommend", DEMO, "--graph", str(target)]) == 2
     assert "apt-get install graphviz" in capsys.readouterr().err
     assert (tmp_path / "g.dot").exists() and (tmp_path / "g.json").exists() and not target.exists()

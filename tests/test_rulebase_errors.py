@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 import radiopal
-from conftest import write_rulebase
+from conftest import REPO, write_rulebase
 from radiopal.cli import main
+
+DEMO = str(REPO / "examples" / "patient-mcrpc.yaml")  # tests run from any directory
 
 GOOD = """\
 area: demo
@@ -47,7 +49,7 @@ def test_a_typo_in_a_fact_name_gives_file_line_column_and_a_suggestion(tmp_path)
 
 def test_the_cli_prints_the_typo_as_one_line_and_exits_2(tmp_path, capsys):
     folder = write_rulebase(tmp_path / "rules", GOOD.replace("fact: plt_current", "fact: plt_curent"))
-    assert main(["recommend", "--rules", str(folder), "examples/patient-mcrpc.yaml"]) == 2
+    assert main(["recommend", "--rules", str(folder), DEMO]) == 2
     err = capsys.readouterr().err
     assert "r0.yaml:11:18 rule ELIG-GEN-10" in err and "did you mean 'plt_current'?" in err
 
