@@ -30,7 +30,7 @@ from conftest import REPO, JSONHandler, http_server, write_rulebase
 from radiopal.audit import AuditLog
 from radiopal.cli import main
 from radiopal.service import Settings, create_app
-from radiopal.service.cards import SUMMARY_LIMIT, indicator_for
+from radiopal.service.cards import DETAIL_LIMIT, SUMMARY_LIMIT, indicator_for
 from radiopal.service.sandbox import discover_templates, ehr_bundle, free_port, patient_resource, prefetch_for, search
 
 EXAMPLES = REPO / "examples" / "fhir"
@@ -195,11 +195,22 @@ def patient_view(base: str, name: str, headers: dict[str, str] | None = None) ->
 
 
 def assert_card_shape(card: dict[str, Any]) -> None:
-    assert len(card["summary"]) < SUMMARY_LIMIT
+    """What an EHR can show as it is (issue #14): bounded summary and detail, a short source label with an absolute
+    address, every link absolute and inside radiopal."""
+    assert len(card["summary"]) <= SUMMARY_LIMIT
+    assert len(card["detail"]) <= DETAIL_LIMIT
     assert card["indicator"] in ("info", "warning", "critical")
-    assert card["source"]["label"].startswith("radiopal")
+    assert 0 < len(card["source"]["label"]) <= 60
+    assert "url" not in card["source"] or card["source"]["url"].startswith(("https://", "http://"))
     assert card["overrideReasons"] and all(r["display"] and r["code"] for r in card["overrideReasons"])
+    assert all(link["type"] == "absolute" and link["url"].startswith("http") for link in card["links"])
+    assert "../" not in card["detail"] and "shared" not in card["detail"]
     uuid.UUID(card["uuid"])
+
+
+def link_to(card: dict[str, Any], kind: str) -> str:
+    """The card's link to radiopal's ``page`` or ``reports``."""
+    return next(link["url"] for link in card["links"] if f"/{kind}/" in link["url"])
 
 
 # --- discovery ---------------------------------------------------------------------------------------------------
@@ -233,21 +244,19 @@ def test_patient_view_shows_the_washout_deferral_with_its_date(march: tuple[str,
     assert response.status_code == 200, response.text
     [card] = response.json()["cards"]
     assert_card_shape(card)
-    assert card["indicator"] == "warning"
-    assert "Sm-153 (to 2025-03-31)" in card["summary"] and "denosumab" in card["summary"]
+    # patient-view drafts no order and nothing is urgent: info (issue #14), whatever waits.
+    assert card["indicator"] == "info"
+    assert "Sm-153 to 2025-03-31" in card["summary"] and "denosumab" in card["summary"]
     detail = card["detail"]
-    assert "**Deferred**" in detail and "deferred until 2025-03-31" in detail
-    assert "SEQ-01/fixture" in detail and "14 days (since 2025-03-03)" in detail
-    assert "](https://" in detail or "](http://" in detail  # the citation is a link
-    assert card["source"]["topic"] == {"system": "http://radiopal.example/fhir/CodeSystem/radiopal-rule",
-                                       "code": "SEQ-01",
-                                       "display": "SEQ-01/fixture: Washout after myelosuppressive chemotherapy"}
-    assert card["source"]["url"].startswith("http")
-    [link] = card["links"]
-    assert link["type"] == "absolute" and link["url"].startswith(f"{base}/reports/")
-    report = httpx.get(link["url"])
+    assert "**Wait**" in detail and "from 2025-03-31" in detail
+    assert "SEQ-01/fixture" not in detail  # the action summary, not rule dumps
+    assert card["source"]["url"].startswith("http") and card["source"]["topic"]["system"] == \
+        "http://radiopal.example/fhir/CodeSystem/radiopal-rule"
+    report = httpx.get(link_to(card, "reports"))
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
     assert "V05" in report.text and "sm153" in report.text.lower()
+    page = httpx.get(link_to(card, "page"), follow_redirects=True)
+    assert page.status_code == 200 and 'data-therapy="sm153" data-status="deferred"' in page.text
 
 
 def test_patient_view_with_a_contraindication_is_critical(june: tuple[str, Any]) -> None:
@@ -256,25 +265,28 @@ def test_patient_view_with_a_contraindication_is_critical(june: tuple[str, Any])
     assert response.status_code == 200, response.text
     [card] = response.json()["cards"]
     assert_card_shape(card)
+    # Critical because of the urgent advisory (spinal cord compression), and only for that.
     assert card["indicator"] == "critical"
-    assert "contraindicated: Sr-89, Sm-153, Ra-223" in card["summary"]
-    assert "ELIG-GEN-05/fixture" in card["detail"] and "ADV-SCC-URGENT" in card["detail"]
-    assert card["source"]["topic"]["code"] == "ELIG-GEN-05"
+    assert card["summary"].startswith("URGENT")
+    assert card["detail"].startswith("**URGENT")
+    assert "**Do not give**" in card["detail"] and "Spinal cord compression" in card["detail"]
+    assert card["source"]["topic"]["code"] == "ELIG-GEN-05"  # the rule that emitted the urgent advisory
 
 
 def test_patient_view_without_a_deferral_or_contraindication_is_info(june: tuple[str, Any]) -> None:
     base, _app = june
     [card] = patient_view(base, "V01").json()["cards"]
+    assert_card_shape(card)
     assert card["indicator"] == "info"
-    assert "options: Ra-223" in card["summary"]
+    assert "Ra-223" in card["summary"] and card["summary"].startswith(("Give", "Options"))
 
 
-@pytest.mark.parametrize(("value", "code", "indicator"), [
-    (180, "10*9/L", "warning"), (180, "10*3/uL", "warning"), (180000, "/uL", "warning"),
-    (90, "10*9/L", "critical"), (90000, "/uL", "critical"),
+@pytest.mark.parametrize(("value", "code", "blocked"), [
+    (180, "10*9/L", False), (180, "10*3/uL", False), (180000, "/uL", False),
+    (90, "10*9/L", True), (90000, "/uL", True),
 ])
 def test_platelet_units_give_the_same_card_end_to_end(march: tuple[str, Any], value: float, code: str,
-                                                      indicator: str) -> None:
+                                                      blocked: bool) -> None:
     base, _app = march
     bundle = example_bundle("V05")
     for entry in bundle["entry"]:
@@ -283,9 +295,9 @@ def test_platelet_units_give_the_same_card_end_to_end(march: tuple[str, Any], va
             res["valueQuantity"].update({"value": value, "code": code, "unit": code})
     body = hook_body("patient-view", "V05", prefetch_for(bundle, templates_of(base)))
     [card] = httpx.post(f"{base}/cds-services/{PATIENT_VIEW}", json=body).json()["cards"]
-    assert card["indicator"] == indicator
-    if indicator == "critical":
-        assert "ELIG-GEN-10/fixture" in card["detail"] and "contraindicated: Sr-89, Sm-153" in card["summary"]
+    assert card["indicator"] == "info"  # nothing urgent, no drafted order
+    # The fixture's ELIG-GEN-10 floor: platelets below it block the beta-emitters, in any unit.
+    assert ("**Do not give**" in card["detail"]) is blocked
 
 
 # --- order-select / order-sign -----------------------------------------------------------------------------------
@@ -300,11 +312,11 @@ def test_order_sign_of_a_deferred_therapy_gets_a_warning_card_with_the_date(marc
     assert_card_shape(card)
     assert card["indicator"] == "warning"
     assert card["summary"].startswith("Sm-153 order: deferred until 2025-03-31")
-    assert "**Earliest date:** **2025-03-31**" in card["detail"] and "SEQ-01/fixture" in card["detail"]
+    assert "When: from 2025-03-31" in card["detail"]
     assert "MedicationRequest/d1" in card["detail"]
     assert card["selectionBehavior"] == "at-most-one"
     [suggestion] = card["suggestions"]
-    assert suggestion["actions"] == [{"type": "delete", "resourceId": "MedicationRequest/d1",
+    assert suggestion["actions"] == [{"type": "delete", "resourceId": ["MedicationRequest/d1"],
                                       "description": "Remove the draft order MedicationRequest/d1 (deferred)"}]
 
 
@@ -313,7 +325,8 @@ def test_order_sign_of_a_contraindicated_therapy_gets_a_critical_card(june: tupl
     orders = draft(med_request("x1", "V08", text="Xofigo (radium-223 dichloride) 55 kBq/kg"))
     body = hook_body("order-sign", "V08", prefetch_for(example_bundle("V08"), templates_of(base)), draftOrders=orders)
     [card] = httpx.post(f"{base}/cds-services/{ORDER_CHECK}", json=body).json()["cards"]
-    assert card["indicator"] == "critical"
+    assert_card_shape(card)
+    assert card["indicator"] == "critical"  # the urgent advisory (cord compression) is on this patient
     assert card["summary"] == "Ra-223 order: contraindicated — Spinal cord compression needs local treatment first"
     assert card["suggestions"][0]["isRecommended"] is True
     assert card["source"]["topic"]["code"] == "ELIG-GEN-05"
@@ -392,7 +405,7 @@ def test_missing_prefetch_is_fetched_from_the_fhir_server(march: tuple[str, Any]
         response = httpx.post(f"{base}/cds-services/{PATIENT_VIEW}", json=body)
     assert response.status_code == 200, response.text
     [card] = response.json()["cards"]
-    assert card["indicator"] == "warning" and "Sm-153 (to 2025-03-31)" in card["summary"]
+    assert card["indicator"] == "info" and "Sm-153 to 2025-03-31" in card["summary"]
     assert not any(p.startswith("/fhir/Patient") for p, _ in seen)  # answered in the prefetch
     assert any("page=2" in p for p, _ in seen)
     assert {auth for _, auth in seen} == {"Bearer tok-123"}
@@ -487,7 +500,7 @@ def test_every_call_is_audited_and_feedback_is_stored(march: tuple[str, Any]) ->
     base, app = march
     [card] = patient_view(base, "V05").json()["cards"]
     audit: AuditLog = app.state.radiopal.audit
-    record_id = card["links"][0]["url"].rsplit("/", 1)[1]
+    record_id = link_to(card, "reports").rsplit("/", 1)[1]
     record = audit.get(record_id)
     assert record is not None and record.kind == "evaluation" and record.patient_id == "V05"
     assert record.caller == "cds-hooks:no-auth" and record.context["hook"] == "patient-view"
@@ -522,7 +535,7 @@ def test_a_report_outlives_the_result_cache(march: tuple[str, Any], monkeypatch:
     base, app = march
     [card] = patient_view(base, "V05").json()["cards"]
     monkeypatch.setattr(app.state.radiopal, "_results", {})  # as after a restart
-    report = httpx.get(card["links"][0]["url"])
+    report = httpx.get(link_to(card, "reports"))
     assert report.status_code == 200
     assert "patient   V05" in report.text and "SEQ-01" in report.text and "deferred" in report.text
 
@@ -580,7 +593,7 @@ def test_a_valid_rs384_or_es384_jwt_is_accepted(secured: str, keys: dict[str, An
     response = httpx.post(service_url, json=body, headers=bearer(keys["ec"], "ES384", service_url, kid="ec-1",
                                                                 iss="https://other-ehr.example"))
     assert response.status_code == 200, response.text
-    assert response.json()["cards"][0]["indicator"] == "warning"
+    assert response.json()["cards"][0]["indicator"] == "info"
 
 
 @pytest.mark.parametrize("case", ["missing", "wrong-audience", "other-endpoint", "expired", "bad-signature", "hs256",
@@ -699,7 +712,9 @@ def test_cards_agree_with_the_engine_on_the_shipped_rule_base(tmp_path: Path) ->
             response = patient_view(base, name)
         assert response.status_code == 200, response.text
         [card] = response.json()["cards"]
-        assert card["indicator"] == indicator_for(d.status for d in shown), name
+        urgent = any(a.severity == "urgent" for a in expected.advisories)
+        assert card["indicator"] == indicator_for(urgent), name
+        assert_card_shape(card)
         for d in shown:
             if d.status == "deferred" and d.earliest_date:
                 assert d.earliest_date.isoformat() in card["detail"], (name, d.therapy)

@@ -1,10 +1,17 @@
 """CDS Hooks cards from a radiopal result: the patient-view summary card and the order-check cards.
 
-A card says what radiopal decided and why, in the EHR's words: ``summary`` (under 140 characters), ``indicator``
-(``critical`` when a therapy shown is contraindicated, ``warning`` when one is deferred, else ``info``), ``detail``
-(GitHub-flavoured Markdown: why, why not, the earliest date, the data to collect), ``source`` (the rule base, the
-citation URL of the rule that decided, and the rule id as a ``topic`` Coding), ``overrideReasons`` and a link to the
-HTML report of the evaluation. The why and why-not text comes from :func:`radiopal.explain.explain`.
+A card says what to do, in the EHR's words (issue-14 rules, which an EHR can show as they are):
+
+* ``indicator``: ``critical`` only for an urgent advisory (spinal cord compression); ``warning`` for a drafted order
+  that is contraindicated or must wait, or that lacks the data to decide it; ``info`` otherwise;
+* ``summary`` (at most 140 characters): the leading option(s) in words;
+* ``detail`` (at most 1,500 characters of Markdown): the action summary (:mod:`radiopal.explain.summary`), not rule
+  dumps — the page and the report have the rest;
+* ``source``: the decisive rule's primary guideline or label, with a short label and its web address (the rule id as
+  a ``topic`` Coding);
+* ``suggestions`` where the hook allows one (replace a contraindicated drafted radionuclide by an eligible one, or
+  remove a draft that must wait), ``overrideReasons``, and ``links`` to radiopal's page (supply the missing facts)
+  and report.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 from .. import DISCLAIMER, __version__
 
 __all__ = [
+    "DETAIL_LIMIT",
     "OVERRIDE_REASONS",
     "OVERRIDE_SYSTEM",
     "RULE_SYSTEM",
@@ -27,11 +35,14 @@ __all__ = [
     "TherapyView",
     "indicator_for",
     "order_cards",
+    "page_url",
     "patient_view_card",
     "therapy_views",
 ]
 
 SUMMARY_LIMIT = 140
+DETAIL_LIMIT = 1500
+SOURCE_LABEL_LIMIT = 60
 RULE_SYSTEM = "http://radiopal.example/fhir/CodeSystem/radiopal-rule"
 OVERRIDE_SYSTEM = "http://radiopal.example/fhir/CodeSystem/radiopal-override-reason"
 #: Why a clinician may go against a card; each becomes a Coding with a display (CDS Hooks ``overrideReasons``).
@@ -54,6 +65,9 @@ SHORT_NAMES = {
     "clodronate": "clodronate", "denosumab": "denosumab",
 }  # fmt: skip
 INDICATORS = {"contraindicated": "critical", "deferred": "warning"}
+#: What may replace a drafted order: a radionuclide for a radionuclide or a radionuclide protocol, and so on.
+_FAMILY = {"radionuclide": "radionuclide", "radionuclide_chemotherapy": "radionuclide",
+           "bone_health_agent": "bone_health_agent", "external_beam": "external_beam"}
 # Inline Markdown only: `[` is escaped, so `(`/`)` can never form a link; block markers never start our lines.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 
@@ -156,12 +170,13 @@ def md(text: object) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(text))
 
 
-def indicator_for(statuses: Iterable[str]) -> str:
-    """``critical`` if any status is contraindicated, ``warning`` if any is deferred, else ``info``."""
-    found = set(statuses)
-    for status in ("contraindicated", "deferred"):
-        if status in found:
-            return INDICATORS[status]
+def indicator_for(urgent: bool, drafted_statuses: Iterable[str] = ()) -> str:
+    """``critical`` only for an urgent advisory; ``warning`` when a drafted order is contraindicated, must wait or
+    lacks data; else ``info``."""
+    if urgent:
+        return "critical"
+    if set(drafted_statuses) & {"contraindicated", "deferred", "insufficient_data"}:
+        return "warning"
     return "info"
 
 
@@ -173,12 +188,18 @@ def fit(text: str, limit: int = SUMMARY_LIMIT - 1) -> str:
     return cut + "…"
 
 
-def _source(result: Any, rule: RuleRef | None) -> dict[str, Any]:
-    source: dict[str, Any] = {"label": f"radiopal {__version__} · rule base {result.rulebase.version}"}
-    if rule is not None:
-        if rule.url:
-            source["url"] = rule.url
-        source["topic"] = {"system": RULE_SYSTEM, "code": rule.rule_id, "display": f"{rule.key}: {rule.title}"}
+def _source(result: Any, rule: Any | None) -> dict[str, Any]:
+    """The decisive rule's primary guideline or label: its first source with a web address, with a short label."""
+    source: dict[str, Any] = {"label": f"radiopal {__version__}"}
+    if rule is None:
+        return source
+    references = result.rulebase.catalogue.references
+    for key in rule.sources:
+        ref = references.get(key)
+        if ref is not None and ref.url and re.match(r"^https?://", ref.url):
+            source = {"label": fit(ref.citation, SOURCE_LABEL_LIMIT), "url": ref.url}
+            break
+    source["topic"] = {"system": RULE_SYSTEM, "code": rule.id, "display": fit(f"{rule.key}: {rule.title}", 120)}
     return source
 
 
@@ -186,10 +207,18 @@ def _override_reasons() -> list[dict[str, str]]:
     return [{"system": OVERRIDE_SYSTEM, "code": code, "display": display} for code, display in OVERRIDE_REASONS]
 
 
-def _links(report_url: str | None) -> list[dict[str, str]]:
-    if not report_url:
-        return []
-    return [{"label": "radiopal report: why and why not", "url": report_url, "type": "absolute"}]
+def page_url(base_url: str, record_id: str) -> str:
+    """The clinician page of an evaluation: the summary, and a form for the facts the record lacks."""
+    return f"{base_url.rstrip('/')}/page/record/{record_id}"
+
+
+def _links(report_url: str | None, page: str | None = None) -> list[dict[str, str]]:
+    links = []
+    if page:
+        links.append({"label": "radiopal: supply missing facts and re-evaluate", "url": page, "type": "absolute"})
+    if report_url:
+        links.append({"label": "radiopal report: why and why not", "url": report_url, "type": "absolute"})
+    return links
 
 
 def _status_phrase(view: TherapyView) -> str:
@@ -234,121 +263,187 @@ MAX_WARNINGS = 10
 
 
 # --- patient-view --------------------------------------------------------------------------------------------------
-def patient_view_card(result: Any, views: Mapping[str, TherapyView], *, report_url: str | None = None) -> dict[str, Any]:
-    """The one summary card of ``patient-view``: radionuclide and bone-health options by status."""
-    shown = [views[d.therapy] for d in result.decisions if views[d.therapy].group in PATIENT_VIEW_GROUPS]
-    by_status: dict[str, list[TherapyView]] = {}
-    for view in shown:
-        by_status.setdefault(view.status, []).append(view)
-    ok = by_status.get("recommended", []) + by_status.get("eligible", [])
-    deferred = by_status.get("deferred", [])
-    contra = by_status.get("contraindicated", [])
-    data = by_status.get("insufficient_data", [])
+def _short(option: Any) -> str:
+    return SHORT_NAMES.get(option.therapy, option.name.split(" (")[0])
 
-    parts = []
-    if ok:
-        parts.append("options: " + ", ".join(v.short for v in ok))
-    if deferred:
-        parts.append("deferred: " + ", ".join(v.short + (f" (to {v.earliest_date})" if v.earliest_date else "")
-                                             for v in deferred))
-    if contra:
-        parts.append("contraindicated: " + ", ".join(v.short for v in contra))
-    if data:
-        parts.append(f"{len(data)} need data")
-    summary = "Bone mets — " + "; ".join(parts) if parts else "Bone mets — no radionuclide or bone-health option indicated"
-    if len(summary) >= SUMMARY_LIMIT:
-        dates = sorted(v.earliest_date for v in deferred if v.earliest_date)
-        counts = [f"{len(ok)} option(s)" if ok else "", f"{len(deferred)} deferred" + (f" (from {dates[0]})" if dates
-                                                                                       else "") if deferred else "",
-                  f"{len(contra)} contraindicated" if contra else "", f"{len(data)} need data" if data else ""]
-        summary = "Bone mets — radionuclides/bone-health: " + ", ".join(c for c in counts if c)
 
-    lines = ["**Radionuclide and bone-health options**"]
-    sections = (
-        ("Recommended / eligible", ok), ("Deferred", deferred), ("Contraindicated", contra),
-        ("Cannot be judged yet (data missing)", data),
-    )
-    for title, views_in in sections:
-        if not views_in:
-            continue
-        lines += ["", f"**{title}**", ""]
-        for view in views_in:
-            mark = " [U]" if view.unverified else ""
-            lines.append(f"- **{md(view.name)}** — {md(_status_phrase(view))}{mark}")
-            if view.status == "insufficient_data" and view.missing:
-                lines.append(f"  - Needs: {md(', '.join(view.missing))}")
-            else:
-                lines += _rule_lines(view, indent="  ")
-    not_indicated = [v.short for v in shown if v.status == "not_indicated"]
-    if not_indicated:
-        lines += ["", f"Not indicated: {md(', '.join(not_indicated))}."]
-    shown_ids = {v.therapy for v in shown}
-    advisories = [a for a in result.advisories if a.therapy is None or a.therapy in shown_ids]
-    if advisories:
-        lines += ["", "**Advisories**", ""]
-        lines += [f"- {md(a.id)}{' [U]' if a.unverified else ''}: {md(a.text)}" for a in advisories]
-    lines += _footer(result)
+def _card_summary(summary: Any) -> str:
+    """The leading option(s) in words, urgent first: ``Give Ra-223 (or Sr-89, Sm-153); zoledronic acid or denosumab``."""
+    parts = [f"URGENT: {a.id.removeprefix('ADV-').replace('-URGENT', '').replace('SCC', 'cord compression')}"
+             for a in summary.urgent]
+    give = []
+    for group in summary.give:
+        text = " or ".join(_short(o) + (f" {o.dose_mg:g} mg" if o.dose_mg is not None else "") for o in group.options)
+        if group.alternatives:
+            text += " (or " + ", ".join(_short(o) for o in group.alternatives) + ")"
+        give.append(text)
+    if give:
+        parts.append("Give " + "; ".join(give))
+    elif summary.alternatives:
+        parts.append("Options: " + "; ".join(" or ".join(_short(o) for o in g.options) for g in summary.alternatives))
+    if summary.wait:
+        parts.append("wait: " + ", ".join(_short(w.option) + (f" to {w.until}" if w.until else " (open)")
+                                          for w in summary.wait))
+    if summary.cannot_decide:
+        parts.append(f"{len(summary.cannot_decide)} fact(s) needed")
+    return fit("; ".join(parts) if parts else "Bone metastases: no option indicated now")
 
-    deciding = next((r for group in (contra, deferred, ok) for v in group for r in v.rules), None)
+
+def _summary_markdown(summary: Any, result: Any) -> str:
+    """The action summary as Markdown, within DETAIL_LIMIT: the record's warnings and the footer always fit; the
+    summary is cut at a line when it must be (the page and the report have everything)."""
+    short = {t.name: SHORT_NAMES.get(t.id, t.name) for t in result.rulebase.catalogue.therapies}
+    lines: list[str] = []
+    for a in summary.urgent:
+        lines += [f"**URGENT — {md(a.text)}**{' [U]' if a.unverified else ''}", ""]
+
+    def section(title: str, items: list[str]) -> None:
+        if items:
+            lines.extend([f"**{title}**", *items, ""])
+
+    def names(options: Any) -> str:
+        return md(" or ".join(o.label() for o in options))
+
+    section("Give", [f"- {md(g.choice + ': ') if g.choice else ''}{names(g.options)}"
+                     + (f" (alternatives: {md(', '.join(o.label() for o in g.alternatives))})" if g.alternatives else "")
+                     for g in summary.give])
+    section("Alternatives", [f"- {md(g.choice + ': ') if g.choice else ''}{names(g.options)}" for g in summary.alternatives])
+    section("Wait", [f"- {md(w.option.label())}: {md(w.when())}" for w in summary.wait])
+    section("Do not give", [f"- {md(b.option.name)}: {md(b.why)}" for b in summary.do_not_give])
+    section("Cannot decide yet — supply", [
+        f"- {md(n.path)}" + (f" → {md(', '.join(short.get(u, u) for u in n.unlocks))}" if n.unlocks else "")
+        for n in summary.cannot_decide])
+    tail: list[str] = []
+    warnings = result.warnings
+    if warnings:  # values of the record that could not be used (that field is unknown): the clinician must see them
+        tail = ["", "**Record warnings** (a value not used leaves its field unknown)"]
+        tail += [f"- {md(w['source'])} {md(w['element'])}: {md(fit(w['message'], 160))}" for w in warnings[:3]]
+        if len(warnings) > 3:
+            tail.append(f"- … and {len(warnings) - 3} more (see the page)")
+    tail += ["", f"_radiopal {__version__}: decision support, not a prescription. [U] = unverified._"]
+    end = "\n".join(tail)
+    text = "\n".join(lines).rstrip()
+    room = DETAIL_LIMIT - len(end) - 1
+    if len(text) > room:
+        text = text[: room - 45].rsplit("\n", 1)[0] + "\n- … (the rest is on radiopal's page)"
+    return text + "\n" + end
+
+
+def _decisive_rule(result: Any, summary: Any) -> Any | None:
+    """The rule a card cites: the urgent advisory's, else the leading option's, else a block's or a wait's."""
+    if summary.urgent:
+        return summary.urgent[0].firings[0].compiled.rule
+    for therapy in [o.therapy for g in summary.give for o in g.options] + \
+            [o.therapy for g in summary.alternatives for o in g.options] + \
+            [b.option.therapy for b in summary.do_not_give] + [w.option.therapy for w in summary.wait]:
+        decision = result.decision(therapy)
+        if decision.deciding:
+            return decision.deciding[0].compiled.rule
+    return None
+
+
+def patient_view_card(result: Any, views: Mapping[str, TherapyView] | None = None, *, report_url: str | None = None,
+                      page: str | None = None) -> dict[str, Any]:
+    """The one card of ``patient-view``: the action summary. ``views`` is accepted for compatibility and unused."""
+    from ..explain.summary import action_summary
+
+    summary = action_summary(result)
     return {
         "uuid": str(uuid.uuid4()),
-        "summary": fit(summary),
-        "indicator": indicator_for(v.status for v in shown),
-        "detail": "\n".join(lines),
-        "source": _source(result, deciding),
+        "summary": _card_summary(summary),
+        "indicator": indicator_for(bool(summary.urgent)),
+        "detail": _summary_markdown(summary, result),
+        "source": _source(result, _decisive_rule(result, summary)),
         "overrideReasons": _override_reasons(),
-        "links": _links(report_url),
+        "links": _links(report_url, page),
     }
 
 
 # --- order-select / order-sign -------------------------------------------------------------------------------------
 def order_cards(result: Any, views: Mapping[str, TherapyView], orders: Iterable[DraftOrder], *,
-                report_url: str | None = None) -> list[dict[str, Any]]:
-    """One card per drafted order whose therapy is deferred or contraindicated now (none for the others)."""
+                report_url: str | None = None, page: str | None = None) -> list[dict[str, Any]]:
+    """One card per drafted order whose therapy is contraindicated, must wait, or lacks the data to decide it; none
+    for an order that is fine now."""
+    from ..explain.summary import action_summary
+
+    summary = action_summary(result)
+    alternatives = [o for g in (*summary.give, *summary.alternatives) for o in (*g.options, *g.alternatives)]
     cards = []
-    catalogue = result.rulebase.catalogue
-    options = [f"{SHORT_NAMES.get(d.therapy, catalogue.therapy(d.therapy).name)} ({d.status})"
-               for d in result.decisions if d.status in ("recommended", "eligible")]
     for order in orders:
         candidates = [views[t] for t in order.therapies if t in views]
-        if not candidates or any(v.status not in INDICATORS for v in candidates):
+        if not candidates or any(v.status in ("recommended", "eligible", "not_indicated") for v in candidates):
             continue  # not a therapy radiopal decides on, or (one reading of) the order is fine now
-        view = min(candidates, key=lambda v: v.status != "contraindicated")
-        cards.append(_order_card(result, view, order, options, report_url))
+        rank = {"contraindicated": 0, "deferred": 1, "insufficient_data": 2}
+        view = min(candidates, key=lambda v: rank.get(v.status, 3))
+        cards.append(_order_card(result, summary, view, order, alternatives, report_url, page))
     return cards
 
 
-def _order_card(result: Any, view: TherapyView, order: DraftOrder, options: list[str],
-                report_url: str | None) -> dict[str, Any]:
-    rule = view.rules[0] if view.rules else None
-    summary = f"{view.short} order: {_status_phrase(view)}" + (f" — {rule.title}" if rule else "")
-    lines = [f"**{md(view.name)}: {md(_status_phrase(view))}**{' [U]' if view.unverified else ''}",
-             "", f"Drafted order: {md(order.ref)}" + (f" ({md(order.text)})" if order.text else ""), "", "**Why**", ""]
-    lines += _rule_lines(view) or ["- (no rule recorded)"]
-    if view.status == "deferred":
-        when = (f"**{view.earliest_date}**" if view.earliest_date else
-                "not computable yet (for example, chemotherapy still ongoing)")
-        lines += ["", f"**Earliest date:** {when}"]
-    if view.changes:
-        lines += ["", "**What would change it**", ""] + [f"- {md(c)}" for c in view.changes]
-    if options:
-        lines += ["", "**Options now:** " + md(", ".join(options))]
-    lines += _footer(result)
-    suggestion = {
-        "label": f"Remove the draft {view.short} order",
+def _order_card(result: Any, summary: Any, view: TherapyView, order: DraftOrder, alternatives: list[Any],
+                report_url: str | None, page: str | None) -> dict[str, Any]:
+    decision = result.decision(view.therapy)
+    rule = decision.deciding[0].compiled.rule if decision.deciding else None
+    if view.status == "insufficient_data":
+        needed = list(decision.missing_data) or list(view.missing)
+        head = f"{view.short} order: data needed — {', '.join(needed)}"
+        lines = [f"**{md(view.name)}: cannot be decided — supply {md(', '.join(needed))}**", "",
+                 "Blood counts for a radionuclide must be at most 7 days old (DATA-04)." if any(
+                     p.startswith("labs") for p in needed) else ""]
+    else:
+        head = f"{view.short} order: {_status_phrase(view)}" + (f" — {rule.title}" if rule else "")
+        lines = [f"**{md(view.name)}: {md(_status_phrase(view))}**{' [U]' if view.unverified else ''}", ""]
+        block = next((b for b in summary.do_not_give if b.option.therapy == view.therapy), None)
+        wait = next((w for w in summary.wait if w.option.therapy == view.therapy), None)
+        if block is not None:
+            lines.append(f"Why: {md(block.why)} [{md(', '.join(block.rules))}]")
+        if wait is not None:
+            lines.append(f"When: {md(wait.when())}")
+    lines = [f"Drafted order: {md(order.ref)}" + (f" ({md(order.text)})" if order.text else ""), "", *lines]
+    family = _FAMILY.get(view.group, view.group)
+    same_kind = [o for o in alternatives if o.therapy != view.therapy and
+                 _FAMILY.get(result.rulebase.catalogue.therapy(o.therapy).group, "") == family]
+    if same_kind:
+        lines += ["", "**Instead:** " + md(", ".join(o.label() for o in same_kind))]
+    for a in summary.urgent:
+        lines = [f"**URGENT — {md(a.text)}**", "", *lines]
+    text = "\n".join(lines)
+    footer = f"\n\n_radiopal {__version__}: decision support, not a prescription._"
+    if len(text) + len(footer) > DETAIL_LIMIT:
+        text = text[: DETAIL_LIMIT - len(footer) - 2] + "…"
+    suggestions = []
+    if view.status == "contraindicated" and same_kind:
+        best = same_kind[0]
+        suggestions.append({
+            "label": fit(f"Replace the {view.short} order by {_short(best)}", 80),
+            "uuid": str(uuid.uuid4()),
+            "isRecommended": True,
+            "actions": [
+                {"type": "delete", "description": f"Remove the draft order {order.ref} ({view.status})",
+                 "resourceId": [order.ref]},
+                {"type": "create", "description": f"Draft {best.name} instead ({best.status})",
+                 "resource": {"resourceType": "MedicationRequest", "status": "draft", "intent": "proposal",
+                              "subject": {"reference": f"Patient/{result.patient.patient_id}"},
+                              "medicationCodeableConcept": {"text": best.name}}},
+            ],
+        })
+    if view.status in ("contraindicated", "deferred"):
+        suggestions.append({
+            "label": f"Remove the draft {view.short} order",
+            "uuid": str(uuid.uuid4()),
+            "isRecommended": view.status == "contraindicated" and not same_kind,
+            "actions": [{"type": "delete", "description": f"Remove the draft order {order.ref} ({view.status})",
+                         "resourceId": [order.ref]}],
+        })
+    card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
-        "isRecommended": view.status == "contraindicated",
-        "actions": [{"type": "delete", "description": f"Remove the draft order {order.ref} ({view.status})",
-                     "resourceId": order.ref}],
-    }
-    return {
-        "uuid": str(uuid.uuid4()),
-        "summary": fit(summary),
-        "indicator": INDICATORS[view.status],
-        "detail": "\n".join(lines),
+        "summary": fit(head),
+        "indicator": indicator_for(bool(summary.urgent), [view.status]),
+        "detail": text + footer,
         "source": _source(result, rule),
-        "suggestions": [suggestion],
-        "selectionBehavior": "at-most-one",
         "overrideReasons": _override_reasons(),
-        "links": _links(report_url),
+        "links": _links(report_url, page),
     }
+    if suggestions:
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = "at-most-one"
+    return card

@@ -26,7 +26,7 @@ from ..audit import AuditLog, default_audit_db
 from ..errors import InputError, Problem, RadiopalError
 from ..fhir.codes import load_code_table
 from .auth import Authenticator, Claims
-from .cards import DraftOrder, order_cards, patient_view_card, therapy_views
+from .cards import DraftOrder, order_cards, page_url, patient_view_card, therapy_views
 from .errors import ServiceError
 from .feedback import parse_feedback
 from .identity import MAX_LISTED, Mismatch, describe, mismatches
@@ -171,11 +171,12 @@ class CDSHooksService:
         report_url = self.url(f"/reports/{record_id}")
         if spec.hook == "patient-view":
             # No recorded malignancy: nothing to say, which is not an error (200, no card; audited as such).
-            cards = [patient_view_card(result, therapy_views(result), report_url=report_url)] \
+            cards = [patient_view_card(result, report_url=report_url, page=page_url(self.settings.public_url, record_id))] \
                 if has_malignancy(result) else []
         else:
             ordered = {t for o in orders for t in o.therapies}
-            cards = order_cards(result, therapy_views(result, ordered), orders, report_url=report_url)
+            cards = order_cards(result, therapy_views(result, ordered), orders, report_url=report_url,
+                                page=page_url(self.settings.public_url, record_id))
         audit_context = {
             "service": spec.id, "hook": request["hook"], "hookInstance": request["hookInstance"],
             "userId": context.get("userId"), "encounterId": context.get("encounterId"),
