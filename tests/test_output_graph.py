@@ -91,3 +91,25 @@ def test_without_dot_an_svg_request_still_writes_dot_and_json_and_says_how(tmp_p
     assert main(["recommend", DEMO, "--graph", str(target)]) == 2
     assert "apt-get install graphviz" in capsys.readouterr().err
     assert (tmp_path / "g.dot").exists() and (tmp_path / "g.json").exists() and not target.exists()
+
+
+def test_every_firing_that_reads_a_status_has_an_edge_from_that_decision():
+    """Phase-2 rules (SEQ-10 reading sr89, RT-01b reading the 8 Gy decision, …) read other therapies' statuses:
+    each such firing must trace to those decisions (it used to stand with no input)."""
+    from radiopal.conditions import THERAPY_PLACEHOLDER
+    from radiopal.synth import patient_at
+
+    rulebase = radiopal.load_rulebase()
+    checked = 0
+    for index in range(40):
+        result = rulebase.evaluate(patient_at(index, seed=5, bad_fraction=0.0).document)
+        graph = result.graph.to_dict()
+        edges = {(e["source"], e["target"]) for e in graph["edges"]}
+        for firing in result.firings:
+            rule = firing.compiled.rule
+            node = f"rule:{rule.key}" + (f"@{firing.therapy}" if firing.therapy else "")
+            for therapy in rule.statuses():
+                read = firing.therapy if therapy == THERAPY_PLACEHOLDER else therapy
+                assert (f"decision:{read}", node) in edges, (rule.key, read)
+                checked += 1
+    assert checked > 100

@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import CONTRACT_VERSION, DISCLAIMER
-from .conditions import Compare
+from .conditions import THERAPY_PLACEHOLDER, Compare
 from .graph import ReasoningGraph
 from .patient.facts import FactTable, FactValue, get_path
 from .patient.load import PatientDocument
@@ -235,10 +235,13 @@ def build_graph(result: Result) -> ReasoningGraph:
             missing=list(firing.missing_paths) or None, conditions=[dict(line) for line in lines] or None,
             group=firing.therapy or "derived facts and advisories",
         )
+        # A phase-2 rule reads other therapies' final statuses (one `statuses` fact, not a fact per therapy):
+        # each status it reads is an input edge from that therapy's decision.
+        for therapy in sorted(rule.statuses()):
+            read = firing.therapy if therapy == THERAPY_PLACEHOLDER else therapy
+            if read:
+                graph.add_edge(f"decision:{read}", node_id, "used-by", "status read")
         for name in firing.compiled.fact_names:
-            if name.startswith("status:"):
-                graph.add_edge(f"decision:{name[len('status:'):]}", node_id, "used-by", "final status")
-                continue
             fact = result.facts.get(name)
             if fact is None:
                 continue
