@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -113,3 +114,25 @@ def test_every_firing_that_reads_a_status_has_an_edge_from_that_decision():
                 assert (f"decision:{read}", node) in edges, (rule.key, read)
                 checked += 1
     assert checked > 100
+
+
+def test_the_drawn_graph_is_readable_and_a_therapy_can_be_drawn_alone(tmp_path):
+    """Issue #14 item 6: inputs folded into their facts, outcomes on the rule nodes instead of `== True: met` edge
+    labels, bounded labels; `--therapy ID` draws only what leads to that decision."""
+    from radiopal.graph import LABEL_LINES, LABEL_WIDTH
+
+    whole = tmp_path / "whole.dot"
+    assert main(["recommend", DEMO, "--graph", str(whole)]) == 0
+    source = whole.read_text(encoding="utf-8")
+    assert "input:" not in source and "== True: met" not in source and "met\"" not in source
+    labels = [x for x in re.findall(r'label="([^"]*)"', source) if not x.startswith("radiopal —")]  # nodes, edges
+    for label in labels:
+        lines = label.split("\\n")
+        assert len(lines) <= LABEL_LINES and all(len(line) <= LABEL_WIDTH for line in lines), label
+    assert "← labs.platelets" in source  # the record field folded into its fact
+    one = tmp_path / "sr89.dot"
+    assert main(["recommend", DEMO, "--graph", str(one), "--therapy", "sr89"]) == 0
+    alone = one.read_text(encoding="utf-8")
+    assert "sr89: eligible" in alone and "ra223: recommended" not in alone
+    assert alone.count(" -> ") < source.count(" -> ") / 3
+    assert main(["recommend", DEMO, "--graph", str(one), "--therapy", "sr-89"]) == 2  # an unknown id is refused

@@ -83,16 +83,34 @@ class ReasoningGraph:
         return sub
 
     def to_dot(self, title: str = "radiopal reasoning graph") -> str:
-        """Graphviz DOT source, grouped by therapy, decisions coloured by status, edges labelled."""
+        """Graphviz DOT source a person can read: each fact drawn once with the record fields it came from folded into
+        it (no separate input nodes), each rule with the outcome of its comparisons on the node (no ``== True: met``
+        edge labels), labels bounded, decisions coloured by status, overridden conclusions dashed."""
         import graphviz
 
         dot = graphviz.Digraph("radiopal", comment=title)
-        dot.attr(rankdir="LR", fontname="Helvetica", fontsize="10", label=title, labelloc="t")
+        dot.attr(rankdir="LR", fontname="Helvetica", fontsize="10", label=title, labelloc="t", nodesep="0.15",
+                 ranksep="0.6", concentrate="true")
         dot.attr("node", fontname="Helvetica", fontsize="9", shape="box", style="rounded,filled", fillcolor="#ffffff")
-        dot.attr("edge", fontname="Helvetica", fontsize="8")
+        dot.attr("edge", fontname="Helvetica", fontsize="8", arrowsize="0.6", color="#666666")
         data = self.to_dict()
+        inputs: dict[str, list[str]] = {}
+        deciding = set()  # rules that conclude a status or derive a fact: the ones that decide something
+        for edge in data["edges"]:
+            if edge["kind"] == "derived-from":
+                inputs.setdefault(edge["target"], []).append(edge["source"].removeprefix("input:"))
+            elif edge["kind"] in ("concluded", "overridden", "derives"):
+                deciding.add(edge["source"])
+        # Inputs are folded into their facts; advisory-only rules and advisories are left to the report and the JSON
+        # graph (they decide nothing, and drawing them is most of the hairball).
+        drawn = {n["id"] for n in data["nodes"] if n["kind"] not in ("input", "advisory")
+                 and (n["kind"] != "rule" or n["id"] in deciding)}
+        if len(drawn) < len(data["nodes"]):
+            dot.attr(label=f"{title}\\n(advisories and advisory-only rules: see the report)")
         groups: dict[str, list[dict[str, Any]]] = {}
         for node in data["nodes"]:
+            if node["id"] not in drawn:
+                continue
             groups.setdefault(str(node.get("group", "")), []).append(node)
         for group, nodes in sorted(groups.items()):
             target = dot
@@ -102,13 +120,16 @@ class ReasoningGraph:
                 sub.attr(label=group, style="rounded", color="#bbbbbb")
                 target = sub
             for node in nodes:
-                target.node(_dot_id(node["id"]), _dot_label(node), **_dot_style(node))
+                target.node(_dot_id(node["id"]), _dot_label(node, inputs.get(node["id"], [])), **_dot_style(node))
             if sub is not None:
                 dot.subgraph(sub)
         for edge in data["edges"]:
+            if edge["source"] not in drawn or edge["target"] not in drawn:
+                continue
             style = {"overridden": {"style": "dashed", "color": "#999999"},
-                     "concluded": {"penwidth": "1.6"}}.get(edge["kind"], {})
-            dot.edge(_dot_id(edge["source"]), _dot_id(edge["target"]), label=edge.get("label", edge["kind"]), **style)
+                     "concluded": {"penwidth": "1.6", "color": "#333333"}}.get(edge["kind"], {})
+            label = edge.get("label", "") if edge["kind"] == "used-by" and edge["source"].startswith("decision:") else ""
+            dot.edge(_dot_id(edge["source"]), _dot_id(edge["target"]), label=_clip(label, 24), **style)
         return dot.source
 
     def write(self, path: str | Path, title: str = "radiopal reasoning graph") -> list[Path]:
@@ -170,25 +191,46 @@ def hash_stable(text: str) -> int:
     return value
 
 
-def _dot_label(node: dict[str, Any]) -> str:
+LABEL_WIDTH = 38  # characters per line of a node label
+LABEL_LINES = 6  # lines per node label; the JSON graph and the report keep everything
+
+
+def _clip(text: str, width: int = LABEL_WIDTH) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _dot_label(node: dict[str, Any], inputs: list[str] | None = None) -> str:
     kind = node["kind"]
-    label = str(node["label"])
+    lines: list[str]
     if kind == "rule":
-        tag = f"[{node.get('verification', '')}]"
-        label = f"{node.get('rule_id', '')} {tag}\\n{label}\\n{node.get('strength', '')}; {node.get('citation_short', '')}"
+        lines = [f"{node.get('rule_id', '')} [{node.get('verification', '')}] {node.get('strength', '')}",
+                 str(node["label"])]
+        marks = {"met": "✓", "not_met": "✗", "unknown": "?"}
+        for condition in node.get("conditions") or []:
+            observed = condition.get("observed")
+            lines.append(f"{marks.get(condition.get('result'), '·')} {condition.get('test', '')}"
+                         + (f" ({observed})" if observed not in (None, "") else ""))
         if node.get("overridden"):
-            label += "\\n(overridden)"
+            lines.append("(overridden)")
     elif kind == "decision":
-        label = f"{node.get('therapy')}: {node.get('status')}"
+        lines = [f"{node.get('therapy')}: {str(node.get('status', '')).replace('_', ' ')}"]
         if node.get("earliest_date"):
-            label += f"\\nfrom {node['earliest_date']}"
+            lines.append(f"from {node['earliest_date']}")
         if node.get("dose_mg") is not None:
-            label += f"\\n{node['dose_mg']} mg"
-    elif kind in ("fact", "input"):
-        label = f"{label}\\n= {node.get('display', '')}"
+            lines.append(f"{node['dose_mg']:g} mg")
+    elif kind == "fact":
+        lines = [f"{node['label']} = {node.get('display', '')}"]
+        lines += [f"← {path}" for path in (inputs or [])[:2]]
+        if len(inputs or []) > 2:
+            lines.append(f"← … {len(inputs or []) - 2} more")
+    else:
+        lines = [str(node["label"])]
     if node.get("unverified"):
-        label += "\\n[U] unverified"
-    return label
+        lines.append("[U] unverified")
+    if len(lines) > LABEL_LINES:
+        lines = [*lines[: LABEL_LINES - 1], f"… {len(lines) - LABEL_LINES + 1} more"]
+    return "\\n".join(_clip(line).replace("\\", "\\\\").replace('"', "'") for line in lines)
 
 
 def _dot_style(node: dict[str, Any]) -> dict[str, str]:

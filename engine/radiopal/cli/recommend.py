@@ -20,6 +20,7 @@ def register(sub: Any) -> None:
     add_fhir_options(parser)
     parser.add_argument("--format", choices=("json", "text"), default="json", help="output format (default json)")
     parser.add_argument("--graph", metavar="OUT", help="write the reasoning graph (.json, .dot or .svg)")
+    parser.add_argument("--therapy", metavar="ID", help="with --graph: only the part that leads to this therapy")
     parser.add_argument("-o", "--output", metavar="FILE", help="write the decisions to FILE instead of stdout")
     parser.add_argument("--audit-db", metavar="PATH",
                         help="also record the evaluation in this audit log (SQLite file or SQLAlchemy URL; default off)")
@@ -89,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
     from ..api import load_rulebase
 
     rulebase = load_rulebase(args.rules, engine=args.engine)
+    if args.therapy is not None:
+        from ..explain import check_therapy
+
+        check_therapy(rulebase.catalogue, args.therapy)  # before the patient is read: a typo fails fast
     # With --fhir, evaluate_fhir keeps the resource id and fullUrl of every input on the graph.
     result = evaluate_argument(rulebase, args)
     if args.audit_db:
@@ -99,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     text = result.to_json() if args.format == "json" else render_text(result)
     if args.graph:
         title = f"radiopal — patient {result.patient.patient_id}, {result.patient.evaluation_date.isoformat()}"
-        result.graph.write(args.graph, title=title)
+        graph = result.graph if args.therapy is None else result.graph.subgraph(args.therapy)
+        graph.write(args.graph, title=title + (f" — {args.therapy}" if args.therapy else ""))
     if args.output:
         write_atomic(args.output, text)
     else:
