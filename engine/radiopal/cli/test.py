@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ._common import add_engine_option, add_rules_option
+from ._common import add_engine_option, add_rules_option, gated_rulebase
 
 
 def register(sub: Any) -> None:
@@ -23,10 +23,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import load_rulebase
     from ..scenarios import format_failure, run_scenarios
 
-    rulebase = load_rulebase(args.rules, engine=args.engine)
+    rulebase = gated_rulebase(args.rules, args, engine=args.engine)
     outcomes = run_scenarios(args.paths, rulebase)
     passed = sum(1 for o in outcomes if o.passed)
     failed = len(outcomes) - passed
