@@ -113,7 +113,7 @@ def test_a_condition_counts_as_covered_only_when_seen_both_met_and_not_met(suite
 def test_coverage_writes_json_and_prints_a_readable_table(suite, tmp_path, capsys):
     rules, scenarios = suite
     out = tmp_path / "out" / "coverage.json"
-    assert main(["test", "-q", "--rules", str(rules), str(scenarios), "--coverage", str(out)]) == 0
+    assert main(["test", "-q", "--rules", str(rules), str(scenarios), "--coverage-out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Rule coverage: 2/4 rules fired in 3 scenarios (50.0%)" in printed
     assert "Never fired (2):" in printed and "BHA-02/e" in printed

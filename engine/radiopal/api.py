@@ -45,6 +45,8 @@ class RuleBase:
         if engine not in ENGINES:
             raise RulebaseError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")
         self.loaded = loaded
+        #: Lint errors of this rule base when it was run anyway (--allow-lint-errors): outputs say it failed lint.
+        self.lint_errors = 0
         self.engine = engine
         self._runner: Runner | CompiledRunner
         if engine == "compiled":

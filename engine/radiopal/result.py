@@ -144,7 +144,8 @@ class Result:
             "missing_data": list(self.missing_data),
             "normalised": normalised,
             "warnings": [dict(w) for w in self.warnings],
-            "rulebase": {"version": self.rulebase.version, "hash": self.rulebase.digest},
+            "rulebase": {"version": self.rulebase.version, "hash": self.rulebase.digest,
+                         **({"failed_lint": lint} if (lint := getattr(self.rulebase, "lint_errors", 0)) else {})},
             "disclaimer": DISCLAIMER,
         }
 

@@ -193,6 +193,46 @@ def format_failure(outcome: ScenarioOutcome) -> list[str]:
         if c.therapy:
             decided = ", ".join(c.reasons) if c.reasons else "no rule (default)"
             lines.append(f"  {c.therapy}: {c.what} expected {c.expected!r}, got {c.actual!r} (decided by {decided})")
+            if outcome.result is not None:
+                lines += [f"      {line}" for line in _why(outcome.result, c)]
         else:
             lines.append(f"  {c.what}: expected to include {c.expected!r}; got {c.actual}")
     return lines
+
+
+def _why(result: Any, check: Check) -> list[str]:
+    """What the rules behind a failed check read and whether they fired: the deciding rules with the values they
+    compared, the dose rules (or that none fired), and the rules that would have given the expected status."""
+    from .result import condition_lines
+
+    decision = result.decision(check.therapy)
+    fired = {id(f.compiled.rule) for f in result.firings if f.therapy == check.therapy}
+    out = []
+    for firing in decision.deciding:
+        seen = [f"{c['test']} (value {c['observed']})" for c in condition_lines(firing)
+                if c.get("result") == "met" and c.get("observed") not in (None, "")]
+        out.append(f"fired {firing.compiled.rule.key}: " + ("; ".join(seen[:3]) or firing.compiled.rule.title))
+    rules = [r for r in result.rulebase.rules if check.therapy in r.therapies]
+    if check.what == "dose_mg":
+        dose_rules = [r for r in rules if r.then.dose_mg is not None]
+        if not decision.dosing:
+            out.append("no dose rule fired" + (f" (of {', '.join(r.key for r in dose_rules)})" if dose_rules else ""))
+        for rule in dose_rules:
+            values = ", ".join(f"{name} = {_value(result, name)}" for name in sorted(rule.facts()))
+            out.append(f"{'fired' if id(rule) in fired else 'not fired'} {rule.key} ({rule.then.dose_mg:g} mg): {values}")
+    elif check.what == "status" and isinstance(check.expected, str):
+        for rule in [r for r in rules if r.then.status == check.expected and id(r) not in fired][:4]:
+            values = ", ".join(f"{name} = {_value(result, name)}" for name in sorted(rule.facts())[:4])
+            out.append(f"not fired {rule.key} ({check.expected}): {values}")
+    return out
+
+
+def _value(result: Any, name: str) -> str:
+    fact = result.facts.get(name)
+    if fact is None:
+        return "?"
+    if not fact.known:
+        return "unknown"
+    from .result import display
+
+    return display(fact.value)

@@ -82,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
     from ..extras import require
 
     require("radiopal cohort", "pyarrow", "matplotlib", *(() if args.serial else ("dask", "distributed")))
+    from ..lintgate import lint_gate
+
+    gate = lint_gate(args.rules, allow_errors=args.allow_lint_errors)
+    if gate.failed:
+        print(f"radiopal cohort: WARNING: rule base failed lint ({len(gate.errors)} error(s)); results are for "
+              "experiments only", file=sys.stderr)
     options = CohortOptions(
         input=Path(args.input), output=Path(args.output), scheduler=args.scheduler, workers=args.workers,
         serial=args.serial, resume=args.resume, decisions=args.decisions, graphs=args.graphs,

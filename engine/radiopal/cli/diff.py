@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ._common import add_engine_option
+from ._common import add_engine_option, add_lint_option, gated_rulebase
 
 
 def register(sub: Any) -> None:
@@ -23,15 +23,16 @@ def register(sub: Any) -> None:
                         help="scenario files or folders (or plain patient documents) to re-decide with both")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
     add_engine_option(parser)
+    add_lint_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; the exit status is described in its help."""
-    from ..api import load_rulebase
     from ..diff import diff_rulebases
 
-    report = diff_rulebases(load_rulebase(args.old, engine=args.engine), load_rulebase(args.new, engine=args.engine),
+    report = diff_rulebases(gated_rulebase(args.old, args, engine=args.engine),
+                            gated_rulebase(args.new, args, engine=args.engine),
                             args.scenarios)
     sys.stdout.write(report.to_json() if args.format == "json" else report.to_text())
     return 0

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..fileio import write_atomic
-from ._common import add_engine_option, add_rules_option
+from ._common import add_engine_option, add_rules_option, gated_rulebase
 from .recommend import add_fhir_options, evaluate_argument
 
 
@@ -43,10 +43,9 @@ def use_colour(stream: Any) -> bool:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..api import load_rulebase
     from ..explain import check_therapy, explain, render_html, render_text
 
-    rulebase = load_rulebase(args.rules, engine=args.engine)
+    rulebase = gated_rulebase(args.rules, args, engine=args.engine)
     if args.therapy is not None:
         check_therapy(rulebase.catalogue, args.therapy)  # before the patient is read: a typo fails fast
     result = evaluate_argument(rulebase, args)

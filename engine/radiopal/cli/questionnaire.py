@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from ..fileio import write_atomic
-from ._common import add_rules_option
+from ._common import add_rules_option, gated_rulebase
 from .recommend import add_fhir_options, evaluate_argument
 
 
@@ -30,10 +30,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import load_rulebase
     from ..fhir.questionnaire import build_questionnaire
 
-    rulebase = load_rulebase(args.rules)
+    rulebase = gated_rulebase(args.rules, args)
     result = evaluate_argument(rulebase, args)
     text = json.dumps(build_questionnaire(result), indent=2, ensure_ascii=False) + "\n"
     if args.output:

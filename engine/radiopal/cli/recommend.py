@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import DISCLAIMER
 from ..fileio import write_atomic
-from ._common import add_engine_option, add_rules_option
+from ._common import add_engine_option, add_rules_option, gated_rulebase
 
 
 def register(sub: Any) -> None:
@@ -87,9 +87,8 @@ def _read_answers(path: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import load_rulebase
 
-    rulebase = load_rulebase(args.rules, engine=args.engine)
+    rulebase = gated_rulebase(args.rules, args, engine=args.engine)
     if args.therapy is not None:
         from ..explain import check_therapy
 
@@ -121,6 +120,8 @@ def render_text(result: Any) -> str:
     lines = [
         f"radiopal — patient {result.patient.patient_id}, evaluated {result.patient.evaluation_date.isoformat()}",
         f"rule base {result.rulebase.version}",
+        *([f"!! rule base failed lint ({result.rulebase.lint_errors} error(s)): run with --allow-lint-errors, for "
+           "experiments only"] if getattr(result.rulebase, "lint_errors", 0) else []),
         "",
         *render_summary_text(action_summary(result)),
         "",

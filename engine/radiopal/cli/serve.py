@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     from ..extras import require
 
     require("radiopal serve", "fastapi", "uvicorn", "httpx", "jwt", "cryptography", "sqlalchemy", "fhir.resources")
+    from ..lintgate import lint_gate
+
+    lint_gate(args.rules, allow_errors=args.allow_lint_errors)  # a rule base that fails lint is not served by accident
     settings = settings_from(args)
     if settings.no_auth:
         print(f"radiopal serve: WARNING: authentication is OFF (--no-auth); listening on loopback {settings.host} "

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ._common import add_engine_option, add_rules_option
+from ._common import add_engine_option, add_rules_option, gated_rulebase
 
 
 def register(sub: Any) -> None:
@@ -15,18 +15,19 @@ def register(sub: Any) -> None:
                                         "failure with expected vs actual and the deciding rules; exits 1 on failure.")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only failures and the summary")
-    parser.add_argument("--coverage", metavar="OUT", nargs="?", const="coverage.json",
-                        help="also report rule and condition coverage (JSON written to OUT, default coverage.json)")
+    parser.add_argument("--coverage", action="store_true",
+                        help="also report rule and condition coverage (the table; --coverage-out writes the JSON)")
+    parser.add_argument("--coverage-out", metavar="FILE",
+                        help="write the coverage as JSON to FILE (implies --coverage); paths are never taken as a file")
     add_rules_option(parser)
     add_engine_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..api import load_rulebase
     from ..scenarios import format_failure, run_scenarios
 
-    rulebase = load_rulebase(args.rules, engine=args.engine)
+    rulebase = gated_rulebase(args.rules, args, engine=args.engine)
     outcomes = run_scenarios(args.paths, rulebase)
     passed = sum(1 for o in outcomes if o.passed)
     failed = len(outcomes) - passed
@@ -36,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"ok   {outcome.path} ({outcome.patient_id})")
         else:
             print("\n".join(format_failure(outcome)))
-    if args.coverage:
+    if args.coverage or args.coverage_out:
         from ..coverage import report_coverage
 
-        report_coverage(rulebase, outcomes, args.coverage, sys.stdout)
+        report_coverage(rulebase, outcomes, args.coverage_out, sys.stdout)
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
