@@ -488,6 +488,12 @@ def test_the_html_report_has_the_disclaimer_the_u_marks_and_every_therapy(ruleba
     assert "@media print" in page and "details::details-content" in page
     assert "V-sec" in page and rulebase.digest in page and "2025-06-02" in page and "T-BASE" in page
     assert 'id="ref-quadramet_eu_smpc"' in page
+    # The action summary comes before the per-therapy detail; Sm-153 waits for docetaxel's washout (SEQ-01).
+    assert page.index('id="action"') < page.index('id="summary"') < page.index('id="therapies"')
+    wait = page[page.index('<section class="wait">'):]
+    wait = wait[:wait.index("</section>")]
+    assert 'href="#t-sm153">Samarium-153' in wait and "from <time>2025-06-16</time>" in wait
+    assert 'data-therapy="sm153" data-status="deferred"' in page
 
 
 def test_the_html_report_draws_the_graph_or_gives_the_dot_text_and_how_to_get_graphviz(
