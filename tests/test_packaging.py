@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,8 +10,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+_DEMO = json.loads(json.dumps(yaml.safe_load((REPO / "examples" / "patient-mcrpc.yaml").read_text(encoding="utf-8")),
+                              default=str))
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +42,9 @@ def test_the_wheel_contains_the_knowledge_base_rules_and_type_marker(wheel):
     templates = {f"radiopal/service/templates/{p.name}" for p in (REPO / "engine" / "radiopal" / "service" /
                                                                   "templates").glob("*.j2")}
     assert templates and templates <= names  # the clinician page's Jinja2 templates
+    report = {f"radiopal/explain/templates/{p.name}" for p in (REPO / "engine" / "radiopal" / "explain" /
+                                                               "templates").iterdir() if p.is_file()}
+    assert {"radiopal/explain/templates/report.html.j2", "radiopal/explain/templates/report.css"} <= report <= names
 
 
 def test_an_installed_wheel_finds_its_data_without_the_source_tree(wheel, tmp_path):
@@ -47,10 +54,12 @@ def test_an_installed_wheel_finds_its_data_without_the_source_tree(wheel, tmp_pa
         "import radiopal, radiopal.resources as r; "
         f"assert radiopal.__file__.startswith({str(unpacked)!r}), radiopal.__file__; "
         f"assert str(r.rules_dir()).startswith({str(unpacked)!r}); "
-        "rb = radiopal.load_rulebase(); print(len(rb.rules) > 0)"
+        "rb = radiopal.load_rulebase(); print(len(rb.rules) > 0); "
+        "from radiopal.explain import explain, render_html; res = rb.evaluate(" + repr(_DEMO) + "); "
+        "print('Action summary' in render_html(explain(res), res, graphs=False))"
     )
     env = {**os.environ, "PYTHONPATH": str(unpacked)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env,
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "True"
+    assert proc.stdout.split() == ["True", "True"]  # the rules load and the report renders from the wheel's templates

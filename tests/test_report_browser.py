@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import radiopal
-from conftest import BASE_PATIENT, SM153_INDICATION, rule_items, write_rulebase
+from conftest import BASE_PATIENT, REPO, SM153_INDICATION, VIGNETTES, needs_shared, rule_items, write_rulebase
 from radiopal.explain import explain, render_html
 
 CHROMIUM = shutil.which("chromium")
@@ -194,3 +194,71 @@ def test_the_report_works_without_javascript(report, browser):
         assert p.locator("#t-sm153 .why-not").is_visible()
     finally:
         context.close()
+
+
+def _shipped_report(folder: Path, document: dict[str, Any], name: str) -> Path:
+    result = radiopal.load_rulebase().evaluate(document)
+    path = folder / name
+    path.write_text(render_html(explain(result), result), encoding="utf-8")
+    return path
+
+
+def _demo_document() -> dict[str, Any]:
+    import json
+
+    import yaml
+
+    text = (REPO / "examples" / "patient-mcrpc.yaml").read_text(encoding="utf-8")
+    return json.loads(json.dumps(yaml.safe_load(text), default=str))
+
+
+def _no_horizontal_scroll(p: Any) -> None:
+    overflow = p.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert overflow[0] <= overflow[1], f"the page scrolls sideways at 390 px: {overflow[0]} px wide"
+
+
+def test_the_demo_report_reads_at_390_px_without_sideways_scrolling(browser, tmp_path):
+    report = _shipped_report(tmp_path, _demo_document(), "demo.html")
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        p = context.new_page()
+        p.goto(report.as_uri())
+        _no_horizontal_scroll(p)
+        p.click("#expand-all")  # the reasoning graphs and condition trees too
+        _no_horizontal_scroll(p)
+        p.click("#collapse-all")
+        # The action summary comes right after the title and disclaimer: Ra-223 is recommended for the demo patient.
+        give = p.locator("#action .give").first
+        assert give.is_visible() and "Radium-223" in give.inner_text()
+        _save(p, None, tmp_path, "report-demo-390px.png")
+    finally:
+        context.close()
+
+
+@needs_shared
+def test_an_urgent_advisory_comes_before_the_action_summary_and_stands_out(browser, tmp_path):
+    from conftest import vignette_document
+
+    # V08: suspected spinal cord compression -> ADV-SCC-URGENT (brief: emergency, before any bone-targeted therapy).
+    report = _shipped_report(tmp_path, vignette_document(VIGNETTES / "V08.yaml"), "v08.html")
+    for width, name in ((390, "report-v08-390px.png"), (1280, "report-v08-desktop.png")):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        try:
+            p = context.new_page()
+            p.goto(report.as_uri())
+            urgent = p.locator('.urgent[data-advisory="ADV-SCC-URGENT"]')
+            assert urgent.is_visible() and "URGENT" in urgent.inner_text()
+            order = p.evaluate("""() => {
+                const u = document.querySelector('.urgent'), a = document.querySelector('#action');
+                const first = document.querySelector('main').querySelector('.urgent, #action, #summary, #therapies');
+                return [!!(u.compareDocumentPosition(a) & Node.DOCUMENT_POSITION_FOLLOWING), first === u,
+                        u.getBoundingClientRect().top < a.getBoundingClientRect().top];
+            }""")
+            assert order == [True, True, True]
+            colours = urgent.evaluate("e => [getComputedStyle(e).backgroundColor, getComputedStyle(e).borderTopWidth]")
+            assert colours[0] not in ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)") and colours[1] != "0px"
+            if width == 390:
+                _no_horizontal_scroll(p)
+            _save(p, None, tmp_path, name)
+        finally:
+            context.close()
