@@ -81,3 +81,19 @@ def test_two_workers_answer_and_share_one_audit_chain(tmp_path: Path):
         assert report.ok and report.records == 20  # one hash chain across both processes
     finally:
         log.dispose()
+
+
+def test_the_open_loop_load_test_sends_on_schedule(tmp_path: Path):
+    """benchmarks/loadtest_service.py --open-loop: every scheduled call is sent and answered (figures are the bench's;
+    this checks the mechanism, not the speed)."""
+    from conftest import load_benchmark
+
+    bench = load_benchmark("loadtest_service")
+    with bench.serving(tmp_path / "audit.db") as server:
+        bodies = bench.patient_view_bodies(server.base)
+        started = time.monotonic()
+        run = bench.run_open_loop(server.base, bodies, rate=8, seconds=1.5)
+        elapsed = time.monotonic() - started
+    assert run["sent"] == 12 and run["ok"] == 12 and run["status_counts"] == {"200": 12}
+    assert elapsed >= 1.3  # the arrivals were spread over the period, not fired at once
+    assert run["p50_ms"] is not None and run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"]
