@@ -62,6 +62,7 @@ fuzz: install
 
 loadtest: install
 	$(BIN)/python benchmarks/loadtest_service.py
+	$(BIN)/python benchmarks/loadtest_service.py --open-loop 5 10 20 --seconds 20 --workers 2
 
 clean:
 	rm -rf $(VENV) out site build dist

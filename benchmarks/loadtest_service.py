@@ -223,6 +223,73 @@ def run_load(base: str, bodies: list[dict[str, Any]], *, clients: int, seconds: 
     return report
 
 
+# --- open loop: a fixed arrival rate -------------------------------------------------------------------------------
+def run_open_loop(base: str, bodies: list[dict[str, Any]], *, rate: float, seconds: float,
+                  max_in_flight: int = 400) -> dict[str, Any]:
+    """Send patient-view calls at ``rate`` per second for ``seconds``, each on its schedule whatever the answers
+    (an open loop: a slow server does not slow the arrivals). Latency counts from the scheduled send time, so a call
+    that could not even be sent on time is charged for its wait (no coordinated omission)."""
+    import concurrent.futures
+
+    url = f"{base}/cds-services/{PATIENT_VIEW}"
+    encoded = [json.dumps(b) for b in bodies]
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    errors = 0
+    lock = threading.Lock()
+    local = threading.local()
+
+    def one(index: int, scheduled: float) -> None:
+        nonlocal errors
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(timeout=60, headers={"Content-Type": "application/json"})
+        body = encoded[index % len(encoded)].replace('"hookInstance": ""', f'"hookInstance": "{uuid.uuid4()}"', 1)
+        try:
+            response = client.post(url, content=body)
+        except httpx.HTTPError:
+            with lock:
+                errors += 1
+            return
+        done = time.monotonic()
+        with lock:
+            statuses[str(response.status_code)] = statuses.get(str(response.status_code), 0) + 1
+            if response.status_code == 200:
+                latencies.append((done - scheduled) * 1000)
+
+    start = time.monotonic() + 0.2
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max_in_flight) as pool:
+        for index in range(total):
+            scheduled = start + index / rate
+            delay = scheduled - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(one, index, scheduled)
+    latencies.sort()
+
+    def pct(p: float) -> float | None:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1) if latencies else None
+
+    return {"rate_rps": rate, "seconds": seconds, "sent": total, "ok": len(latencies), "status_counts": statuses,
+            "connection_errors": errors, "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+            "loadavg": list(os.getloadavg())}
+
+
+def open_loop(rates: list[float], seconds: float, workers: int) -> dict[str, Any]:
+    """One server with ``workers`` processes; each rate in turn, after a warm-up."""
+    folder = Path(tempfile.mkdtemp(prefix="radiopal-openloop-"))
+    with serving(folder / "audit.db", extra=["--workers", str(workers)] if workers > 1 else None) as server:
+        bodies = patient_view_bodies(server.base)
+        for body in bodies * 2:
+            warm = copy.deepcopy(body)
+            warm["hookInstance"] = str(uuid.uuid4())
+            httpx.post(f"{server.base}/cds-services/{PATIENT_VIEW}", json=warm, timeout=120)
+        runs = [run_open_loop(server.base, bodies, rate=rate, seconds=seconds) for rate in rates]
+    return {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "mode": "open-loop", "workers": workers,
+            "runs": runs}
+
+
 # --- the audit log after a crash ----------------------------------------------------------------------------------
 def audit_verify(db: Path) -> tuple[int, str]:
     """``radiopal audit verify --db DB``: exit code and output."""
@@ -327,7 +394,22 @@ def main(argv: list[str] | None = None) -> int:
                                                                         "of the second load and at least 5 answers "
                                                                         "(default 5)")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results/service.jsonl")
+    parser.add_argument("--open-loop", metavar="RPS", type=float, nargs="+",
+                        help="open-loop mode: fixed arrival rates (requests per second), one after the other")
+    parser.add_argument("--workers", type=int, default=2, help="with --open-loop: server worker processes (default 2)")
     args = parser.parse_args(argv)
+    if args.open_loop:
+        result = open_loop(args.open_loop, args.seconds, args.workers)
+        for run_ in result["runs"]:
+            print(f"open loop {run_['rate_rps']:g} req/s x {run_['seconds']:g} s ({result['workers']} workers): "
+                  f"{run_['ok']}/{run_['sent']} answered 200; p50 {run_['p50_ms']} ms, p95 {run_['p95_ms']} ms, "
+                  f"p99 {run_['p99_ms']} ms; status {run_['status_counts']}; connection errors "
+                  f"{run_['connection_errors']}; load average {run_['loadavg'][0]:.2f}")
+        if not args.no_record:
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            with RESULTS.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(result, sort_keys=True) + "\n")
+        return 0
     result = run(clients=args.clients, seconds=args.seconds, kill_clients=args.kill_clients, kill_after=args.kill_after)
     load, fault = result["load"], result["fault"]
     print(f"load: {load['clients']} clients x {load['seconds']} s: {load['requests']} requests, "

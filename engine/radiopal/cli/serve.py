@@ -42,6 +42,8 @@ def register(sub: Any) -> None:
                         help="largest request body accepted (default 1048576; larger → HTTP 413)")
     parser.add_argument("--evaluation-date", metavar="YYYY-MM-DD",
                         help="count intervals to this date instead of today (testing and replays only)")
+    parser.add_argument("--workers", metavar="N", type=int, default=1,
+                        help="worker processes (default 1); they share the audit log and the JWT replay protection")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                         help="uvicorn log level (default info)")
     parser.set_defaults(func=run)
@@ -75,6 +77,18 @@ def run(args: argparse.Namespace) -> int:
 
     from ..service.app import create_app
 
+    if args.workers > 1:
+        import os
+
+        from ..service.app import SETTINGS_ENV, settings_to_json
+
+        # Each worker process builds its own app from these settings (no secrets: keys are read from --jwks).
+        os.environ[SETTINGS_ENV] = settings_to_json(settings)
+        print(f"radiopal serve: CDS Hooks discovery at {settings.public_url}/cds-services; {args.workers} worker "
+              "processes", file=sys.stderr, flush=True)
+        uvicorn.run("radiopal.service.app:app_from_environment", factory=True, workers=args.workers,
+                    host=settings.host, port=settings.port, log_level=args.log_level, server_header=False)
+        return 0
     app = create_app(settings)
     print(f"radiopal serve: CDS Hooks discovery at {settings.public_url}/cds-services; audit log "
           f"{app.state.radiopal.audit.target}", file=sys.stderr, flush=True)

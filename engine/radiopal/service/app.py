@@ -40,7 +40,7 @@ from .smart import SmartLauncher
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["create_app"]
+__all__ = ["SETTINGS_ENV", "app_from_environment", "create_app", "settings_to_json"]
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
@@ -131,6 +131,28 @@ async def _read_json(request: Request) -> Any:
     except UnicodeEncodeError as exc:
         raise ServiceError(400, "bad-request", "the request body holds an invalid Unicode escape (a lone surrogate)") from exc
     return data
+
+
+#: The environment variable that carries the settings to each worker process of ``radiopal serve --workers N``.
+SETTINGS_ENV = "RADIOPAL_SERVE_SETTINGS"
+
+
+def settings_to_json(settings: Settings) -> str:
+    """The settings as JSON for the worker processes (a compiled rule base object is not carried: each loads it)."""
+    import dataclasses
+
+    data = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.name != "rulebase"}
+    return json.dumps(data)
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process of ``radiopal serve --workers N`` (uvicorn's factory)."""
+    import os
+
+    data = json.loads(os.environ[SETTINGS_ENV])
+    for key in ("issuers", "fhir_servers"):
+        data[key] = tuple(data.get(key) or ())
+    return create_app(Settings(**data))
 
 
 def create_app(settings: Settings) -> FastAPI:
