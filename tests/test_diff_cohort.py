@@ -20,14 +20,15 @@ pytest.importorskip("pyarrow", reason="the cohort job needs the cohort extra: pi
 
 
 def _raised_floor(tmp_path: Path) -> Path:
+    """The shipped rules with the beta-emitter platelet floor raised from 60 to 75 in its one place, the named
+    threshold plt_floor_beta (ELIG-GEN-10 and every rule sharing the floor follow it)."""
     rules = tmp_path / "rules-75"
     shutil.copytree(REPO / "rules", rules)
-    path = rules / "eligibility-radionuclides.yaml"
+    path = rules / "thresholds.yaml"
     text = path.read_text(encoding="utf-8")
-    start = text.index("  - id: ELIG-GEN-10\n")
-    floor = '{fact: plt_current, op: "<", value: 60, unit: "10^9/L"}'
-    at = text.index(floor, start)
-    path.write_text(text[:at] + floor.replace("60", "75") + text[at + len(floor):], encoding="utf-8")
+    start = text.index("  plt_floor_beta:\n")
+    at = text.index("    value: 60\n", start)
+    path.write_text(text[:at] + "    value: 75\n" + text[at + len("    value: 60\n"):], encoding="utf-8")
     return rules
 
 

@@ -31,10 +31,11 @@ def _failing_lint(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "rules", rules)
     path = rules / "bone-health.yaml"
     text = path.read_text(encoding="utf-8")
-    band = ('        - {fact: crcl, op: ">=", value: 50, unit: "mL/min"}\n'
-            '        - {fact: crcl, op: "<=", value: 60, unit: "mL/min"}')
+    band = ('        - {fact: crcl, op: ">=", threshold: zoledronic_crcl_3_5mg_min}\n'
+            '        - {fact: crcl, op: "<=", threshold: zoledronic_crcl_3_5mg_max}')
     assert text.count(band) == 1
-    path.write_text(text.replace(band, band.replace("value: 50", "value: 45")), encoding="utf-8")
+    widened = band.replace("threshold: zoledronic_crcl_3_5mg_min", 'value: 45, unit: "mL/min"')
+    path.write_text(text.replace(band, widened), encoding="utf-8")
     return rules
 
 

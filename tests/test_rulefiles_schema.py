@@ -14,7 +14,9 @@ from radiopal.lint import SCHEMA_LINE
 from radiopal.yamlio import load_document
 
 SCHEMA = REPO / "kb" / "schemas" / "rulefile.schema.json"
-RULE_FILES = sorted((REPO / "rules").glob("*.yaml"))
+RULE_FILES = sorted(p for p in (REPO / "rules").glob("*.yaml") if p.name != "thresholds.yaml")
+THRESHOLDS = REPO / "rules" / "thresholds.yaml"
+THRESHOLDS_SCHEMA = REPO / "kb" / "schemas" / "thresholds.schema.json"
 
 
 def test_the_rule_file_schema_is_a_valid_draft_2020_12_schema():
@@ -40,4 +42,14 @@ def test_each_shipped_rule_file_validates_against_the_schema(path: Path):
     validator = Draft202012Validator(json.loads(SCHEMA.read_text(encoding="utf-8")))
     errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
               for e in validator.iter_errors(load_document(path).data)]
+    assert errors == []
+
+
+def test_the_thresholds_file_names_its_schema_and_validates_against_it():
+    schema = json.loads(THRESHOLDS_SCHEMA.read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    first = THRESHOLDS.read_text(encoding="utf-8").splitlines()[0]
+    assert (THRESHOLDS.parent / first.split("$schema=", 1)[1]).resolve() == THRESHOLDS_SCHEMA.resolve()
+    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+              for e in Draft202012Validator(schema).iter_errors(load_document(THRESHOLDS).data)]
     assert errors == []

@@ -19,6 +19,7 @@ from .result import Result
 from .rulebase.compile import CompiledRuleBase, compile_rules, plan_rules, planned_rulebase
 from .rulebase.load import LoadedRules, load_rules
 from .rulebase.model import Rule
+from .rulebase.thresholds import ThresholdTable
 from .run import Runner, on_fire
 from .vocabulary import Vocabulary
 
@@ -75,6 +76,11 @@ class RuleBase:
     @property
     def catalogue(self) -> Catalogue:
         return self.loaded.catalogue
+
+    @property
+    def thresholds(self) -> ThresholdTable:
+        """The named thresholds the rules use (empty when the rule folder has no thresholds.yaml)."""
+        return self.loaded.thresholds
 
     @property
     def version(self) -> str:

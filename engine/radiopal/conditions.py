@@ -208,6 +208,7 @@ class Compare(Condition):
     written_value: Any = None
     cid: str = ""
     line: int = 0
+    threshold: str = ""  # the named threshold (thresholds.yaml) the value came from, if any
 
     @property
     def fact_name(self) -> str | None:
@@ -293,8 +294,9 @@ class Compare(Condition):
             shown = "[" + ", ".join(str(x) for x in shown) + "]"
         unit = f" {self.unit}" if self.unit else ""
         if self.subject in ("days_since", "days_since_field"):
-            unit = " days"
-        return f"{shown}{unit}"
+            shown, unit = self.value, " days"
+        named = f" ({self.threshold})" if self.threshold else ""
+        return f"{shown}{unit}{named}"
 
     def describe(self) -> str:
         cached = self.__dict__.get("_describe")

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .conditions import Compare
+from .conditions import AllOf, AnyOf, Compare, Condition, Exists, Not
 from .errors import InputError, ScenarioError
 from .lint.findings import display_path
 from .patient.load import parse_patient
 from .rulebase.model import Rule
+from .rulebase.thresholds import ThresholdTable, usage
 from .scenarios import scenario_paths
 from .yamlio import load_document
 
@@ -36,6 +37,13 @@ class RuleChange:
     fields: list[str]
     thresholds: list[dict[str, Any]] = field(default_factory=list)
     conditions: list[dict[str, Any]] = field(default_factory=list)
+    named: list[str] = field(default_factory=list)  # the named thresholds the rule uses (in either version)
+
+    @property
+    def written_alike(self) -> bool:
+        """The rule's text is unchanged: its meaning changed through a named threshold only (whose file's version
+        is what should be raised)."""
+        return self.old.raw == self.new.raw
 
     @property
     def version_raised(self) -> bool:
@@ -50,6 +58,7 @@ class RuleChange:
             "fields": self.fields,
             "version": {"old": self.old.version, "new": self.new.version},
             "version_raised": self.version_raised,
+            "through_named_thresholds": self.written_alike,
             "thresholds": self.thresholds,
             "conditions": self.conditions,
         }
@@ -68,6 +77,7 @@ class RulebaseDiff:
     removed: list[Rule] = field(default_factory=list)
     changed: list[RuleChange] = field(default_factory=list)
     files: list[dict[str, Any]] = field(default_factory=list)
+    named_thresholds: list[dict[str, Any]] = field(default_factory=list)
     scenarios: int = 0
     decisions: list[dict[str, Any]] = field(default_factory=list)
     advisories: list[dict[str, Any]] = field(default_factory=list)
@@ -76,7 +86,8 @@ class RulebaseDiff:
     @property
     def has_changes(self) -> bool:
         """Whether anything differs: rules, file versions, decisions or advisories."""
-        return bool(self.added or self.removed or self.changed or self.files or self.decisions or self.advisories)
+        return bool(self.added or self.removed or self.changed or self.files or self.named_thresholds
+                    or self.decisions or self.advisories)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +101,7 @@ class RulebaseDiff:
                 "changed": [c.to_dict() for c in self.changed],
             },
             "files": self.files,
+            "thresholds": self.named_thresholds,
             "scenarios": self.scenarios,
             "decisions": self.decisions,
             "advisories": self.advisories,
@@ -111,6 +123,13 @@ class RulebaseDiff:
             lines.append(f"rule base version: {self.old_version} → {self.new_version}")
         for f in self.files:
             lines.append(f"  file {f['area']}: {f['change']}")
+        if self.named_thresholds:
+            counts = {k: sum(1 for t in self.named_thresholds if (t["old"] is None, t["new"] is None) == v)
+                      for k, v in (("added", (True, False)), ("removed", (False, True)), ("changed", (False, False)))}
+            lines.append("named thresholds: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+            for t in self.named_thresholds:
+                used = ", ".join(t["rules"]) or "no rule"
+                lines.append(f"  {t['name']}: {t['old'] or '(none)'} → {t['new'] or '(none)'}   used by {used}")
         lines.append(f"rules: {len(self.added)} added, {len(self.removed)} removed, {len(self.changed)} changed")
         for r in self.added:
             lines.append(f"  + {r.key}  {display_path(r.file)}:{r.line}  {r.title}")
@@ -118,6 +137,7 @@ class RulebaseDiff:
             lines.append(f"  - {r.key}  {display_path(r.file)}:{r.line}  {r.title}")
         for c in self.changed:
             version = (f"version {c.old.version} → {c.new.version}" if c.version_raised
+                       else f"through {', '.join(c.named)}" if c.written_alike
                        else f"version {c.new.version} NOT raised")
             lines.append(f"  ~ {c.key}  {display_path(c.new.file)}:{c.new.line}  ({version}): {', '.join(c.fields)}")
             for t in c.thresholds:
@@ -189,14 +209,48 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _condition_meaning(node: Condition | None) -> Any:
+    """A condition as the engines see it: numbers in the fact's unit, named thresholds replaced by their value."""
+    if node is None:
+        return None
+    if isinstance(node, AnyOf):
+        return ["any", [_condition_meaning(c) for c in node.children]]
+    if isinstance(node, AllOf):
+        return ["all", [_condition_meaning(c) for c in node.children]]
+    if isinstance(node, Not):
+        return ["not", _condition_meaning(node.child)]
+    if isinstance(node, Exists):
+        return ["exists", node.list_name, _condition_meaning(node.where)]
+    assert isinstance(node, Compare)
+    return [node.subject, node.name, node.op, _plain(node.value)]
+
+
+def meaning(rule: Rule) -> dict[str, Any]:
+    """What a rule says, whatever the spelling: its fields as written, but its conditions and its deferral as the
+    engines use them. Two rules with the same meaning decide alike; naming a number (``threshold:``) that was
+    written out, or writing ``6 wk`` for ``42`` days, is no change of meaning."""
+    raw = dict(rule.raw) if isinstance(rule.raw, dict) else {}
+    raw["when"] = _condition_meaning(rule.when)
+    raw["requires"] = [[r.fact, _condition_meaning(r.when)] for r in rule.requires]
+    then = dict(raw.get("then") or {})
+    if rule.then.earliest_date is not None and isinstance(then.get("earliest_date"), dict):
+        then["earliest_date"] = {**then["earliest_date"], "plus_days": rule.then.earliest_date.plus_days}
+    raw["then"] = then
+    return raw
+
+
 def _rule_diff(old: Rule, new: Rule) -> RuleChange | None:
-    raw_old = old.raw if isinstance(old.raw, dict) else {}
-    raw_new = new.raw if isinstance(new.raw, dict) else {}
-    fields = sorted(k for k in set(raw_old) | set(raw_new) if raw_old.get(k) != raw_new.get(k))
+    before, after = meaning(old), meaning(new)
+    fields = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     if not fields:
         return None
     thresholds, conditions = _thresholds(old, new)
-    return RuleChange(new.key, old, new, fields, thresholds, conditions)
+    named = sorted(set(_named(old)) | set(_named(new)))
+    return RuleChange(new.key, old, new, fields, thresholds, conditions, named)
+
+
+def _named(rule: Rule) -> list[str]:
+    return [name for name, rules in usage([rule]).items() if rules]
 
 
 def _files(old: Any, new: Any) -> list[dict[str, Any]]:
@@ -211,12 +265,33 @@ def _files(old: Any, new: Any) -> list[dict[str, Any]]:
         elif b is None:
             out.append({"area": area, "change": "removed"})
         else:
-            rules_changed = [r.raw for r in a.rules] != [r.raw for r in b.rules]
+            rules_changed = [meaning(r) for r in a.rules] != [meaning(r) for r in b.rules]
             if a.version != b.version:
                 out.append({"area": area, "change": f"version {a.version} → {b.version}"})
             elif rules_changed:
                 out.append({"area": area, "change": f"rules changed but the file version ({a.version}) was NOT raised"})
     return out
+
+
+def _named_changes(old: ThresholdTable, new: ThresholdTable, new_rules: Iterable[Rule],
+                   old_rules: Iterable[Rule]) -> list[dict[str, Any]]:
+    """Named thresholds added, removed or changed (value, unit, tag or sources), with the rules that use each."""
+    used = usage(new_rules)
+    used_before = usage(old_rules)
+    out = []
+    for name in sorted(set(old.thresholds) | set(new.thresholds)):
+        a, b = old.get(name), new.get(name)
+        if a is not None and b is not None and (a.value, a.unit, a.verification, a.sources) == (
+                b.value, b.unit, b.verification, b.sources):
+            continue
+        rules = used.get(name) or used_before.get(name) or []
+        out.append({"name": name, "old": _threshold_text(a), "new": _threshold_text(b),
+                    "rules": sorted({r.key for r in rules})})
+    return out
+
+
+def _threshold_text(threshold: Any) -> str | None:
+    return None if threshold is None else f"{threshold.shown()} [{threshold.verification}]"
 
 
 def _load_patient(path: Path) -> Any:
@@ -251,6 +326,12 @@ def diff_rulebases(old: Any, new: Any, scenarios: Iterable[str | Path] = ()) -> 
     report.changed = [c for k in new_rules if k in old_rules
                       if (c := _rule_diff(old_rules[k], new_rules[k])) is not None]
     report.files = _files(old, new)
+    report.named_thresholds = _named_changes(old.loaded.thresholds, new.loaded.thresholds, new.rules, old.rules)
+    if report.named_thresholds:
+        a, b = old.loaded.thresholds, new.loaded.thresholds
+        change = (f"version {a.version} → {b.version}" if a.version != b.version
+                  else f"numbers changed but the file version ({b.version}) was NOT raised")
+        report.files.append({"area": "thresholds", "change": change})
     for path in scenario_paths(scenarios):
         try:
             patient = _load_patient(path)

@@ -19,6 +19,7 @@ from .run import Firing, RunState
 if TYPE_CHECKING:
     from .catalogue import Catalogue
     from .rulebase.model import Rule
+    from .rulebase.thresholds import ThresholdTable
     from .vocabulary import Vocabulary
 
 NORMALISED = (
@@ -72,6 +73,9 @@ class RuleBaseView(Protocol):
 
     @property
     def rules(self) -> tuple[Rule, ...]: ...
+
+    @property
+    def thresholds(self) -> ThresholdTable: ...
 
     @property
     def folder(self) -> str: ...

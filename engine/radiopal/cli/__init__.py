@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from ..errors import RadiopalError
 
 # Listed here so each subcommand lives in its own module; a module that is not there (yet) is simply not offered.
-COMMANDS = ("recommend", "explain", "questionnaire", "test", "scenario", "lint", "diff", "serve", "audit", "cohort", "synth")
+COMMANDS = ("recommend", "explain", "questionnaire", "test", "scenario", "lint", "thresholds", "diff", "serve", "audit",
+            "cohort", "synth")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -136,6 +136,7 @@ class _Builder:
         rulebase = result.rulebase
         self.vocab = rulebase.vocabulary
         self.catalogue: Catalogue = rulebase.catalogue
+        self.thresholds = rulebase.thresholds
         self.facts = result.facts.facts
         self.evaluation_date: dt.date = result.patient.evaluation_date
         self.statuses = {d.therapy: d.status for d in result.decisions}
@@ -418,11 +419,19 @@ class _Builder:
             "days_since_field": f"days since {node.name}",
             "status_of": f"status of {node.name}",
         }.get(subject, node.name)
+        named = self.thresholds.get(node.threshold) if node.threshold else None
+        if threshold is not None and named is not None:
+            threshold += f" ({named.name})"
         text = f"{label} {OP_SYMBOLS.get(op, op)}" + (f" {threshold}" if threshold is not None else "")
 
         item_ = ConditionExplanation(node.cid, "compare", text, result, subject=subject, name=node.name, op=op,
                                      threshold=threshold, threshold_value=_json(target) if threshold else None,
                                      unverified_fact=_unverified_fact(spec))
+        if named is not None:
+            item_.threshold_name, item_.threshold_citation = named.name, named.citation
+            item_.unverified_threshold = named.verification == "U"
+            for key in named.sources:
+                self.cited.setdefault(key, None)
         observed = outcome.observed
         if subject == "fact":
             if fact is not None:

@@ -48,6 +48,9 @@ class ConditionExplanation:
     flips_on: str | None = None
     note: str | None = None
     unverified_fact: bool = False
+    threshold_name: str | None = None  # the named threshold (thresholds.yaml) the comparison used
+    threshold_citation: str | None = None  # its clinical rule, verification tag and sources
+    unverified_threshold: bool = False  # the named threshold is tagged U
     decisive: bool = False  # a leaf that gives the rule its result (why it fired, or why it did not)
 
     def walk(self) -> list[ConditionExplanation]:
@@ -68,6 +71,8 @@ class ConditionExplanation:
             "op": self.op,
             "threshold": self.threshold,
             "threshold_value": self.threshold_value,
+            "threshold_name": self.threshold_name,
+            "threshold_citation": self.threshold_citation,
             "value": self.value,
             "value_raw": self.value_raw,
             "date": self.date,
@@ -84,6 +89,8 @@ class ConditionExplanation:
             data["missing"] = list(self.missing)
         if self.unverified_fact:
             data["unverified_fact"] = True
+        if self.unverified_threshold:
+            data["unverified_threshold"] = True
         if self.decisive:
             data["decisive"] = True
         if self.children:

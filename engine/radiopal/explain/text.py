@@ -181,4 +181,8 @@ def _leaf(n: ConditionExplanation, paint: Callable[[str, str], str], indent: int
             text += f" ({n.note})"
         if n.unverified_fact:
             text += " " + paint("U", "[U]")
+        if n.threshold_citation:
+            text += f" — {n.threshold_name}: {n.threshold_citation}"
+            if n.unverified_threshold:
+                text += " " + paint("U", "[U]")
     return text

@@ -9,6 +9,7 @@ Stages, each a module with ``check(ctx) -> Iterator[Finding]`` (the loading stag
 ``redundancy``            shadowed rules, duplicate rules, subsumed rules
 ``thresholds``            dose/status gaps, conflicting dose overlaps, near-miss thresholds
 ``derived``               cycles among derived facts, derived facts nothing reads
+``named``                 declared relations between named thresholds, unused thresholds, numbers written out
 ========================  ===============================================================================
 
 The logic analyses work on the condition model (radiopal.conditions) turned into constraints
@@ -34,7 +35,7 @@ from ..catalogue import Catalogue
 from ..resources import rules_dir
 from ..rulebase.load import collect_rules, rule_files
 from ..vocabulary import Vocabulary
-from . import derived, provenance, redundancy, satisfiability, thresholds
+from . import derived, named, provenance, redundancy, satisfiability, thresholds
 from .context import LintContext
 from .findings import CODES, SEVERITIES, Finding, LintReport, Related
 from .loading import SCHEMA_LINE, loader_findings, schema_line_findings
@@ -54,6 +55,7 @@ ANALYSES: tuple[tuple[str, Analysis], ...] = (
     ("redundancy", redundancy.check),
     ("thresholds", thresholds.check),
     ("derived", derived.check),
+    ("named thresholds", named.check),
 )
 
 

@@ -34,6 +34,16 @@ CODES: dict[str, tuple[str, str]] = {
     "type": ("error", "Any other type-check problem of a rule (operator, conclusion, structure)."),
     "duplicate-id": ("error", "Two rules share an id (and variant)."),
     "derived-fact": ("error", "A derived fact is declared twice, or not derived by exactly one rule."),
+    # named thresholds (rules/thresholds.yaml)
+    "thresholds-file": ("error", "The thresholds file is not valid (YAML, schema, source keys, units, relation names)."),
+    "unknown-threshold": ("error", "A rule names a threshold that the thresholds file does not define."),
+    "threshold-unit": ("error", "A named threshold whose unit does not fit what it is compared with (a fact, days)."),
+    "relation-cycle": ("error", "Relations declared between thresholds form a cycle: no values can satisfy them."),
+    "relation-violated": ("error", "Named thresholds break a declared relation (a caution zone's floor at or above "
+                          "its ceiling, dose bands out of order)."),
+    "unused-threshold": ("warning", "A named threshold that no rule uses."),
+    "unnamed-number": ("warning", "A rule writes a clinical number itself instead of naming a threshold (a literal 0 "
+                       "is structure and exempt)."),
     "missing-schema-line": ("warning", "The file does not start with the yaml-language-server schema line."),
     # provenance
     "unverified-unexplained": ("warning", "A rule tagged verification U has no `unverified:` explanation."),

@@ -28,6 +28,8 @@ _READ_CODES = (
     ("is a directory", "unreadable"),
 )
 _TYPE_CODES = (
+    ("unknown threshold", "unknown-threshold"),
+    ("threshold '", "threshold-unit"),
     ("unknown fact", "unknown-fact"),
     ("unknown field", "unknown-field"),
     ("unknown therapy", "unknown-therapy"),
@@ -57,6 +59,8 @@ def code_for(staged: StagedProblem) -> str:
         if message.startswith("unit ") and "does not fit" in message:
             return "wrong-unit"
         return next((code for text, code in _TYPE_CODES if text in message), "type")
+    if staged.stage == "thresholds":
+        return "relation-cycle" if "form a cycle" in message else "thresholds-file"
     if message.startswith("duplicate rule id"):
         return "duplicate-id"
     return "derived-fact"

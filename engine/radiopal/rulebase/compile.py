@@ -219,10 +219,16 @@ def _experta_rule(xp: Any, datum_class: type, item: CompiledRule, on_fire: Calla
 
 
 def _version(loaded: LoadedRules) -> str:
-    return "+".join(f"{f.area}@{f.version}" for f in sorted(loaded.files, key=lambda f: f.area))
+    parts = [f"{f.area}@{f.version}" for f in sorted(loaded.files, key=lambda f: f.area)]
+    if loaded.thresholds.version:
+        parts.append(f"thresholds@{loaded.thresholds.version}")
+    return "+".join(parts)
 
 
 def _digest(loaded: LoadedRules) -> str:
-    payload = [(f.area, f.version, [r.raw for r in f.rules]) for f in sorted(loaded.files, key=lambda f: f.area)]
+    payload: list[Any] = [(f.area, f.version, [r.raw for r in f.rules])
+                          for f in sorted(loaded.files, key=lambda f: f.area)]
+    if loaded.thresholds.raw is not None:  # a number changed behind a name changes the rule base
+        payload.append(("thresholds", loaded.thresholds.raw))
     text = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()

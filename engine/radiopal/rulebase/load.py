@@ -44,6 +44,7 @@ from ..suggest import hint_for
 from ..vocabulary import FactSpec, FieldSpec, Vocabulary, load_vocabulary
 from ..yamlio import SourceMap, dotted, load_document, load_text
 from .model import STATUSES, Advisory, Conclusion, DateSpec, Requirement, Rule, RuleFile
+from .thresholds import DIMENSIONLESS, THRESHOLDS_FILE, Threshold, ThresholdTable, in_days, in_unit, load_thresholds
 
 #: Rule files are hand-written and small (the largest shipped file is ~50 KB). A lower limit than the general one of
 #: radiopal.yamlio keeps a pathological file from holding the loader (and lint) for minutes.
@@ -54,7 +55,7 @@ RULE_FILE_MAX_BYTES = 512 * 1024
 MAX_PLUS_DAYS = 3650
 
 #: The stages a problem can come from, in order (``collect_rules`` tags each problem with one).
-STAGES = ("read", "schema", "type", "rulebase")
+STAGES = ("read", "schema", "thresholds", "type", "rulebase")
 
 
 @dataclass
@@ -68,6 +69,7 @@ class LoadedRules:
     folder: str
     sources: dict[str, SourceMap] = field(default_factory=dict, repr=False)
     rule_paths: dict[int, tuple[Any, ...]] = field(default_factory=dict, repr=False)
+    thresholds: ThresholdTable = field(default_factory=ThresholdTable)
 
     def where(self, rule: Rule, *path: Any) -> tuple[int, int]:
         """Line and column of ``path`` inside ``rule`` (e.g. ``"when", "all", 1``) in its file; (0, 0) if unknown."""
@@ -88,13 +90,14 @@ class StagedProblem:
 
 
 def rule_files(folder: str | Path) -> list[Path]:
-    """The rule files of a folder (``*.yaml``, sorted), or the file itself."""
+    """The rule files of a folder (``*.yaml``, sorted, without the thresholds file), or the file itself."""
     path = Path(folder)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise RulebaseError(f"{folder}: no such rule folder", [Problem("no such rule file or folder", file=str(folder))])
-    return sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    return sorted(p for p in path.iterdir()
+                  if p.suffix in (".yaml", ".yml") and p.is_file() and p.name != THRESHOLDS_FILE)
 
 
 def load_rules(
@@ -178,7 +181,9 @@ def collect_rules(
             derived[name] = FactSpec(name, "boolean", str(description), derived_by=str(item.path))
             declared_at[name] = where
     full_vocab = vocab.with_derived(derived)
-    checker = _Checker(full_vocab, cat)
+    table, threshold_problems = load_thresholds(folder, cat.references)
+    staged.extend(StagedProblem("thresholds", p) for p in threshold_problems)
+    checker = _Checker(full_vocab, cat, table)
     rule_files_out = []
     all_rules: list[Rule] = []
     rule_paths: dict[int, tuple[Any, ...]] = {}
@@ -202,7 +207,7 @@ def collect_rules(
     staged.extend(StagedProblem("rulebase", p, p.rule_id) for p in _duplicates(parsed))
     staged.extend(StagedProblem("rulebase", p) for p in _derivation_problems(parsed, derived, declared_at))
     loaded = LoadedRules(tuple(rule_files_out), tuple(all_rules), full_vocab, cat, str(folder),
-                         {str(item.path): item.source for item in parsed}, rule_paths)
+                         {str(item.path): item.source for item in parsed}, rule_paths, table)
     return loaded, staged
 
 
@@ -349,9 +354,10 @@ def _derivation_problems(parsed: list[_ParsedFile], derived: dict[str, FactSpec]
 class _Checker:
     """Builds rule objects from validated YAML while type-checking them; collects problems."""
 
-    def __init__(self, vocabulary: Vocabulary, catalogue: Catalogue) -> None:
+    def __init__(self, vocabulary: Vocabulary, catalogue: Catalogue, thresholds: ThresholdTable | None = None) -> None:
         self.vocab = vocabulary
         self.cat = catalogue
+        self.thresholds = thresholds or ThresholdTable()
         self.problems: list[Problem] = []
         self.file = ""
         self.source = SourceMap()
@@ -439,6 +445,34 @@ class _Checker:
         return Conclusion(raw.get("status"), date, raw.get("dose_mg"), tuple(advisories), derive, raw.get("info"))
 
     def date_spec(self, raw: dict[str, Any], path: tuple[Any, ...], when: Condition | None) -> DateSpec:
+        raw = dict(raw)
+        named = ""
+        if isinstance(raw["plus_days"], dict):
+            named = raw["plus_days"]["threshold"]
+            raw["plus_days"] = self._named_days(named, (*path, "plus_days", "threshold"))
+        spec = self._date_spec(raw, path, when)
+        return DateSpec(spec.plus_days, spec.fact, spec.of, spec.field, spec.none_if, named) if named else spec
+
+    def _named_days(self, name: str, path: tuple[Any, ...]) -> int:
+        threshold = self._threshold(name, path)
+        if threshold is None:
+            return 0
+        days = in_days(threshold)
+        if days is None or days < 0:
+            self.problem(path, f"threshold {name!r} is {threshold.shown()}, which does not fit a number of days "
+                               f"(defined at {threshold.file}:{threshold.line})", "give it in d or wk, whole days")
+            return 0
+        return days
+
+    def _threshold(self, name: str, path: tuple[Any, ...]) -> Threshold | None:
+        threshold = self.thresholds.get(name)
+        if threshold is None:
+            where = self.thresholds.file or f"{THRESHOLDS_FILE} (there is none beside the rule files)"
+            self.problem(path, f"unknown threshold {name!r} (not defined in {where})",
+                         hint_for(name, self.thresholds.thresholds))
+        return threshold
+
+    def _date_spec(self, raw: dict[str, Any], path: tuple[Any, ...], when: Condition | None) -> DateSpec:
         if raw["plus_days"] > MAX_PLUS_DAYS:
             self.problem((*path, "plus_days"), f"plus_days {raw['plus_days']} is out of range; expected at most "
                                                f"{MAX_PLUS_DAYS} days ({MAX_PLUS_DAYS // 365} years)")
@@ -497,6 +531,8 @@ class _Checker:
                    line: int) -> Condition:
         subject = next(k for k in ("fact", "field", "days_since", "days_since_field", "status_of") if k in raw)
         name, op = raw[subject], raw["op"]
+        if "threshold" in raw:
+            return self._named_comparison(raw, subject, path, item, cid, line)
         value = raw.get("value")
         unit = raw.get("unit")
         node = Compare(subject, name, op, value, unit, value, cid=cid, line=line)
@@ -532,6 +568,48 @@ class _Checker:
             self._check_scalar(kind, values, value, (*path, "value"), name)
         if unit is not None:
             node.value = self._convert_unit(subject, name, value, unit, path, kind)
+        return node
+
+    def _named_comparison(self, raw: dict[str, Any], subject: str, path: tuple[Any, ...], item: FactSpec | None,
+                          cid: str, line: int) -> Condition:
+        """``{fact: x, op: "<", threshold: NAME}``: the named number, converted to the subject's unit."""
+        name, op, named = raw[subject], raw["op"], raw["threshold"]
+        node = Compare(subject, name, op, None, None, None, cid=cid, line=line, threshold=named)
+        for key in ("value", "unit"):
+            if key in raw:
+                self.problem((*path, key), f"`{key}` and `threshold` together: the threshold gives the number "
+                                           "and its unit", f"remove `{key}`")
+        if op not in COMPARATORS:
+            self.problem((*path, "op"), f"a threshold is one number; {op!r} does not compare with a number",
+                         "use <, <=, >, >=, == or !=")
+            return node
+        kind, _ = self._subject_type(subject, name, path, item) if subject != "status_of" else ("status", ())
+        if kind is None:
+            return node
+        threshold = self._threshold(named, (*path, "threshold"))
+        if threshold is None:
+            return node
+        at = f"defined at {threshold.file}:{threshold.line}"
+        if kind == "days":
+            days = in_days(threshold)
+            if days is None:
+                self.problem((*path, "threshold"), f"threshold {named!r} is {threshold.shown()}, which does not fit "
+                                                   f"days since {name} ({at})", "a duration in d or wk, whole days")
+            else:
+                node.value = days
+            return node
+        if kind not in ("number", "integer"):
+            self.problem((*path, "threshold"), f"threshold {named!r} is a number, but {name!r} is a {kind}")
+            return node
+        target = self.vocab.facts[name].unit if subject == "fact" else DIMENSIONLESS
+        value = in_unit(threshold, target or DIMENSIONLESS)
+        if value is None:
+            self.problem((*path, "threshold"), f"threshold {named!r} is in {threshold.unit}, which does not fit "
+                                               f"{name!r} (measured in {target or DIMENSIONLESS}; {at})",
+                         "define a threshold in a unit of the same quantity")
+            return node
+        node.value, node.written_value = value, threshold.value
+        node.unit = None if threshold.unit == DIMENSIONLESS else threshold.unit
         return node
 
     def _subject_type(self, subject: str, name: str, path: tuple[Any, ...],

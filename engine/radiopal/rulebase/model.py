@@ -31,6 +31,7 @@ class DateSpec:
     of: str | None = None
     field: str | None = None
     none_if: Condition | None = None
+    threshold: str = ""  # the named duration (thresholds.yaml) plus_days came from, if any
 
 
 @dataclass(frozen=True)
