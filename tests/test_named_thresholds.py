@@ -273,3 +273,15 @@ def test_the_thresholds_command_lists_text_and_refuses_an_unknown_name(capsys: p
     assert main(["thresholds", "--name", "plt_flor_beta"]) == 2
     err = capsys.readouterr().err
     assert "plt_floor_beta" in err and "Traceback" not in err
+
+
+def test_the_reference_page_lists_every_threshold_and_marks_the_unverified(tmp_path: Path):
+    from radiopal import docgen
+
+    docgen.generate(tmp_path)
+    page = (tmp_path / "thresholds.md").read_text(encoding="utf-8")
+    table = load_rules(RULES).thresholds
+    for name, threshold in table.thresholds.items():
+        row = next(line for line in page.splitlines() if line.startswith(f"| `{name}` |"))
+        assert ("**[U]**" in row) == (threshold.verification == "U"), name
+    assert "`beta-platelet-caution-zone`" in page and "../shared" not in page

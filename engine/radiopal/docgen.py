@@ -233,12 +233,17 @@ def _fhir_table() -> Mapping[str, Any]:
     return data if isinstance(data, Mapping) else {}
 
 
-def _shipped_rules() -> tuple[Any, ...]:
-    """The shipped rule base's rules, in file order (read and checked, not compiled)."""
+def _shipped_loaded() -> Any:
+    """The shipped rule base, read and checked (not compiled)."""
     from .resources import rules_dir
     from .rulebase.load import load_rules
 
-    return load_rules(rules_dir()).rules
+    return load_rules(rules_dir())
+
+
+def _shipped_rules() -> tuple[Any, ...]:
+    """The shipped rule base's rules, in file order."""
+    return _shipped_loaded().rules
 
 
 def _derived_facts() -> list[tuple[str, str, str]]:
@@ -300,6 +305,7 @@ def index_page() -> str:
         "- [Lint finding codes](lint-codes.md)",
         "- [The patient document](patient.md): every field, its units and allowed values, and the rules that read it",
         "- [The clinical rule base](rules.md): every rule with its condition, conclusion, sources and [U] status",
+        "- [Named thresholds](thresholds.md): every clinical number, defined once, and the rules that use it",
         "- [FHIR mapping tables](fhir.md): which codes fill which field, and how each was verified", ""])
 
 
@@ -436,7 +442,8 @@ def _conclusion_text(rule: Any) -> str:
     if then.earliest_date is not None:
         spec = then.earliest_date
         anchor = spec.fact or (f"latest {spec.of}.{spec.field}" if spec.of else "")
-        parts.append(f"earliest date = {anchor} + {spec.plus_days} days")
+        named = f" (`{spec.threshold}`)" if spec.threshold else ""
+        parts.append(f"earliest date = {anchor} + {spec.plus_days} days{named}")
     if then.derive:
         parts.append(f"derives `{then.derive}`")
     if then.advisories:
@@ -487,6 +494,39 @@ def rules_page(rules: Sequence[Any], catalogue: Catalogue) -> str:
                 rows.append(("note", rule.note))
             out += _table(("", ""), rows)
             out.append("")
+    return "\n".join(out)
+
+
+def thresholds_page(loaded: Any) -> str:
+    """Every named threshold of the shipped rule base: value, unit, tag, sources, relations and the rules using it."""
+    from .rulebase.thresholds import usage
+
+    table = loaded.thresholds
+    used = usage(loaded.rules)
+    out = [HEADER.format(source="rules/thresholds.yaml"), "", "# Named thresholds", "",
+           f"{len(table.thresholds)} clinical numbers (floors, windows, bands, cut-offs), each defined once in "
+           "`rules/thresholds.yaml` and named by the rules that use it (`threshold: NAME`). Change one here and "
+           "`radiopal lint` checks the relations below, `radiopal thresholds --name NAME` lists the rules it "
+           "touches, and `radiopal diff OLD NEW --cohort INPUT` counts whose advice changes. **[U]** marks an "
+           "unverified number; every output that uses it shows the mark. A literal 0 in a rule (no pain, no injection "
+           "yet) is structure, not a clinical number.", ""]
+    unverified = [t.name for t in table.thresholds.values() if t.verification == "U"]
+    if unverified:
+        out += [f"**{len(unverified)} thresholds are [U]:** " + ", ".join(f"`{n}`" for n in unverified) + ".", ""]
+    rows = []
+    for name, t in table.thresholds.items():
+        tag = "**[U]**" if t.verification == "U" else f"[{t.verification}]"
+        users = ", ".join(sorted({r.key for r in used.get(name, [])})) or "—"
+        detail = " ".join(x for x in (t.unverified, t.note) if x)
+        rows.append((f"`{name}`", t.shown(), tag, t.brief, ", ".join(f"[{k}](sources.md)" for k in t.sources),
+                     users, detail))
+    out += _table(("name", "value", "tag", "brief rule", "sources", "used by", "note"), rows)
+    if table.relations:
+        out += ["", "## Declared relations", "", "Lint (`relation-violated`) holds the values to these orders.", ""]
+        out += _table(("relation", "order", "why"), (
+            (f"`{r.id}`", (" < " if r.strict else " ≤ ").join(f"`{n}`" for n in r.order), r.note)
+            for r in table.relations))
+    out.append("")
     return "\n".join(out)
 
 
@@ -546,6 +586,7 @@ def generate(out_dir: str | Path) -> list[Path]:
         "patient.md": patient_page(json.loads(schema_path("patient").read_text(encoding="utf-8")), vocabulary, rules),
         "rules.md": rules_page(rules, catalogue),
         "fhir.md": fhir_page(_fhir_table()),
+        "thresholds.md": thresholds_page(_shipped_loaded()),
     }
     written = []
     for name, text in pages.items():
