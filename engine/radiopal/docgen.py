@@ -306,6 +306,7 @@ def index_page() -> str:
         "- [The patient document](patient.md): every field, its units and allowed values, and the rules that read it",
         "- [The clinical rule base](rules.md): every rule with its condition, conclusion, sources and [U] status",
         "- [Named thresholds](thresholds.md): every clinical number, defined once, and the rules that use it",
+        "- [Drug vocabulary](drugs.md): every agent, its class, ATC code and the names it is recognised by",
         "- [FHIR mapping tables](fhir.md): which codes fill which field, and how each was verified", ""])
 
 
@@ -530,6 +531,37 @@ def thresholds_page(loaded: Any) -> str:
     return "\n".join(out)
 
 
+def drugs_page() -> str:
+    """The drug vocabulary: agents, classes, ATC codes, names; regimens."""
+    from .drugs import load_drugs
+
+    drugs = load_drugs()
+    out = [HEADER.format(source="kb/drugs.yaml"), "", "# Drug vocabulary", "",
+           "A chemotherapy entry's `agent` is free text. radiopal recognises an agent by its name, brand names and "
+           "synonyms as whole words, case, accents and punctuation ignored, anywhere in the text; a combination "
+           "(`docetaxel + prednisone`, `Docetaxel/Estramustine`) names each of its agents, and a regimen abbreviation "
+           "below names all of its agents. Rules ask `{field: drugs, op: contains, value: AGENT_OR_CLASS}`. An agent "
+           "text that names no agent below is read as none of them (a protocol that needs docetaxel is then not "
+           "offered) and the output warns that the agent was not recognised. The FHIR mapping reads the same table: "
+           "a chemotherapy medication is recognised by the ATC code or the names below.", "",
+           "## Agents", ""]
+    out += _table(("agent", "class", "ATC", "recognised as", "FHIR", "note"), (
+        (f"`{d.id}`", f"`{d.drug_class}`" if d.drug_class else "—",
+         f"`{d.atc}` ({d.atc_verified})" if d.atc else "—",
+         ", ".join([d.id.replace("_", " "), *d.brands, *d.synonyms]),
+         "chemotherapy entry" if d.group == "chemotherapy" else "recognised in a regimen only", d.note)
+        for d in drugs.drugs.values()))
+    out += ["", "## Classes", ""]
+    out += _table(("class", "name", "ATC group", "agents"), (
+        (f"`{c}`", name, f"`{drugs.class_atc[c]}`" if drugs.class_atc.get(c) else "—",
+         ", ".join(drugs.members(c)) or "—") for c, name in drugs.classes.items()))
+    if drugs.regimens:
+        out += ["", "## Regimens", ""]
+        out += _table(("written", "agents"), ((f"`{k}`", ", ".join(v)) for k, v in drugs.regimens.items()))
+    out.append("")
+    return "\n".join(out)
+
+
 FHIR_SECTIONS = (
     ("observations", "Observations (results and assessments)"),
     ("conditions", "Conditions (diagnoses)"),
@@ -587,6 +619,7 @@ def generate(out_dir: str | Path) -> list[Path]:
         "rules.md": rules_page(rules, catalogue),
         "fhir.md": fhir_page(_fhir_table()),
         "thresholds.md": thresholds_page(_shipped_loaded()),
+        "drugs.md": drugs_page(),
     }
     written = []
     for name, text in pages.items():

@@ -100,8 +100,13 @@ class Result:
     @property
     def warnings(self) -> list[dict[str, str]]:
         """Input problems that did not stop the evaluation (contract §D): ``{source, element, message}`` per value of
-        a FHIR record that could not be used; ``[]`` for a contract document."""
-        return list(self.extra.get("fhir_warnings", ()))
+        a FHIR record that could not be used, and per chemotherapy agent the drug vocabulary does not recognise."""
+        from .drugs import unrecognised_agents
+
+        history = self.patient.data.get("treatment_history")
+        entries = history.get("chemotherapy") if isinstance(history, dict) else None
+        agents = unrecognised_agents(entries, "treatment_history.chemotherapy") if isinstance(entries, list) else []
+        return [*self.extra.get("fhir_warnings", ()), *agents]
 
     def decision(self, therapy: str) -> Decision:
         """The decision for one therapy id."""

@@ -20,6 +20,7 @@ class FieldSpec:
     name: str
     type: str
     values: tuple[str, ...] = ()
+    derived_from: str = ""  # a field computed from another field of the entry (``drugs`` from ``agent``)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def _parse(raw: dict[str, Any]) -> Vocabulary:
     facts = {}
     for name, spec in raw["facts"].items():
         fields = {
-            fname: FieldSpec(fname, fspec["type"], tuple(fspec.get("values", ())))
+            fname: FieldSpec(fname, fspec["type"], tuple(fspec.get("values", ())), str(fspec.get("from", "")))
             for fname, fspec in (spec.get("fields") or {}).items()
         }
         facts[name] = FactSpec(

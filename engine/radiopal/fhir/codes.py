@@ -6,14 +6,13 @@ exact codes, ICD-10/ATC prefixes (longest prefix wins, dots ignored) and normali
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..drugs import DrugVocabulary, has_words, load_drugs, normalise_text
 from ..errors import Problem, RulebaseError
 from ..patient.units import quantities
 from ..resources import kb_dir
@@ -35,13 +34,6 @@ FIELD_KINDS = frozenset({"lab", "number", "integer", "boolean", "code", "strings
 SECTIONS = ("observations", "conditions", "medications", "procedures", "allergies")
 # ICD-10 rows apply to the WHO and the CM code systems alike.
 _SYSTEM_ALIASES = {"icd10": ("icd10", "icd10cm")}
-_TEXT_WORD = re.compile(r"[a-z0-9]+")
-
-
-def normalise_text(text: str) -> tuple[str, ...]:
-    """Lower-case words without accents or punctuation: ``"Radium-223 Dichloride"`` → ``("radium", "223", ...)``."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
-    return tuple(_TEXT_WORD.findall(folded))
 
 
 def _norm_code(system_key: str, code: str) -> str:
@@ -168,12 +160,7 @@ class CodeTable:
         if not text:
             return []
         words = normalise_text(text)
-        found: list[CodeRow] = []
-        for needle, row in self._text.get(section, ()):
-            n = len(needle)
-            if any(words[i:i + n] == needle for i in range(len(words) - n + 1)):
-                found.append(row)
-        return found
+        return [row for needle, row in self._text.get(section, ()) if has_words(words, needle)]
 
     def unit(self, ucum: str) -> str | None:
         """The contract unit string for a UCUM code, or ``None``."""
@@ -210,6 +197,12 @@ def _build(file: str, data: Any) -> CodeTable:
     for section in SECTIONS:
         rows[section] = list(_rows(section, data.get(section) or [], systems, bad))
     agents = dict(data.get("agents") or {})
+    drugs = load_drugs()
+    if "chemotherapy" in agents:
+        bad("the chemotherapy agents come from the drug vocabulary (kb/drugs.yaml), not from this table",
+            "agents.chemotherapy")
+    agents["chemotherapy"] = _chemotherapy_agents(drugs)
+    rows["medications"] = rows["medications"] + _drug_rows(drugs, len(rows["medications"]))
     for row in rows["observations"]:
         if row.maps_to not in fields:
             bad(f"maps_to {row.maps_to!r} is not a field listed under `fields`", f"{row.where()}.maps_to")
@@ -237,6 +230,34 @@ def _build(file: str, data: Any) -> CodeTable:
         rows=rows,
         unit_text={str(k).lower(): str(v) for k, v in (data.get("unit_text") or {}).items()},
     )
+
+
+def _chemotherapy_agents(drugs: DrugVocabulary) -> dict[str, dict[str, Any]]:
+    """What the mapper sets on a chemotherapy entry, from the drug vocabulary: the contract class and whether the
+    agent is myelosuppressive (a class the contract lacks is ``other``)."""
+    contract = {"taxane", "platinum", "anthracycline", "antimetabolite", "alkylator", "nitrosourea", "mitomycin"}
+    return {d.id: {"class": d.drug_class if d.drug_class in contract else "other",
+                   "myelosuppressive": bool(d.myelosuppressive)}
+            for d in drugs.drugs.values() if d.group == "chemotherapy"}
+
+
+def _drug_rows(drugs: DrugVocabulary, start: int) -> list[CodeRow]:
+    """Medication rows for the chemotherapy agents of the drug vocabulary: its ATC code and every name it is written
+    by. The ATC codes and the names are defined once, there; this table adds only what is FHIR-specific."""
+    rows: list[CodeRow] = []
+    for drug in drugs.drugs.values():
+        if drug.group != "chemotherapy":
+            continue
+        target = f"chemotherapy.{drug.id}"
+        if drug.atc:
+            rows.append(CodeRow("medications", start + len(rows), "atc", drug.atc, target, drug.atc_source,
+                                drug.atc_verified, drug.id))
+        for written, kind in drug.names():
+            verified = "verified" if kind == "name" else "unverified"
+            note = "INN" if kind == "name" else f"{kind} (kb/drugs.yaml)"
+            rows.append(CodeRow("medications", start + len(rows), "text", written.lower(), target, note, verified,
+                                drug.id))
+    return rows
 
 
 def _fields(raw: Mapping[str, Any], units: Mapping[str, str], bad: Any) -> dict[str, FieldSpec]:

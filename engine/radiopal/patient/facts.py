@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from ..drugs import load_drugs
 from ..errors import InputError, Problem
 from ..vocabulary import FactSpec, Vocabulary, load_vocabulary
 from . import derive
@@ -94,6 +95,10 @@ def _entry(spec: FactSpec, item: Mapping[str, Any]) -> Mapping[str, Any]:
         if value is not None and field_spec is not None and field_spec.type == "date":
             value = dt.date.fromisoformat(value)
         out[name] = value
+    for name, field_spec in spec.fields.items():
+        source = item.get(field_spec.derived_from) if field_spec.derived_from else None
+        if isinstance(source, str) and field_spec.type == "drug_list":
+            out[name] = load_drugs().terms_of(source)  # absent when the agent is: unknown, never empty
     return out
 
 

@@ -38,6 +38,7 @@ from ..conditions import (
     Exists,
     Not,
 )
+from ..drugs import load_drugs
 from ..errors import InputError, Problem, RulebaseError
 from ..patient.units import convert, quantities
 from ..suggest import hint_for
@@ -552,6 +553,10 @@ class _Checker:
         if "value" not in raw:
             self.problem(path, f"operator {op!r} needs a value")
             return node
+        if kind == "drug_list" and op != "contains":
+            self.problem((*path, "op"), f"{name!r} holds the agents and classes an entry names: ask with "
+                                        f"`op: contains, value: AGENT_OR_CLASS`, not {op!r}")
+            return node
         if op in ORDER_OPS and kind not in ("number", "integer", "days"):
             self.problem((*path, "op"), f"{op!r} compares numbers, but {name!r} is a {kind}")
         elif op in ("in", "not_in"):
@@ -562,8 +567,13 @@ class _Checker:
                     self._check_scalar(kind, values, v, (*path, "value", i), name)
                 node.value = tuple(value)
         elif op == "contains":
-            if kind not in ("string_list", "list"):
+            if kind not in ("string_list", "list", "drug_list"):
                 self.problem((*path, "op"), f"'contains' needs a list fact, but {name!r} is a {kind}")
+            elif kind == "drug_list":
+                terms = load_drugs().terms
+                if value not in terms:
+                    self.problem((*path, "value"), f"{value!r} is not a drug or drug class of the drug vocabulary "
+                                                   "(kb/drugs.yaml)", hint_for(str(value), terms))
         elif op in COMPARATORS:
             self._check_scalar(kind, values, value, (*path, "value"), name)
         if unit is not None:
