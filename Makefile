@@ -14,16 +14,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) sysdeps
 
-# Graphviz `dot` renders the reasoning graph to SVG; Chromium drives the HTML report's browser test.
+# Graphviz `dot` renders the reasoning graph to SVG; Chromium drives the HTML report's browser test; PostgreSQL's server
+# binaries run the audit log's multi-node tests (the tests start their own server on 127.0.0.1).
 # Installed with apt-get when we are root on Debian; otherwise we say how, and radiopal still writes DOT and JSON.
 sysdeps:
 	@missing=""; command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
 	 command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	 { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	 if [ -n "$$missing" ]; then \
 	   if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	     echo "installing Debian packages:$$missing"; \
 	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
-	       || echo "warning: could not install$$missing; SVG and browser tests will be skipped"; \
+	       || echo "warning: could not install$$missing; the tests that need them will say so"; \
 	   else \
 	     echo "note: missing$$missing. Install with: sudo apt-get install$$missing (SVG needs graphviz's dot)"; \
 	   fi; \

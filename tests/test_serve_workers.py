@@ -31,13 +31,14 @@ def _children(pid: int) -> set[int]:
     return out
 
 
-def test_two_workers_answer_and_share_one_audit_chain(tmp_path: Path):
+def serve_twenty_patient_views(audit: str) -> None:
+    """Start `radiopal serve --workers 2` on ``audit`` (a SQLite path or a database URL), answer 20 patient-view
+    calls, stop it, and check that `radiopal audit verify` accepts the log."""
     port = free_port()
-    audit = tmp_path / "audit.db"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "engine")}
     proc = subprocess.Popen([sys.executable, "-m", "radiopal", "serve", "--no-auth", "--port", str(port),
-                             "--workers", "2", "--audit-db", str(audit), "--evaluation-date", "2025-06-02",
-                             "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO / "engine")})
+                             "--workers", "2", "--audit-db", audit, "--evaluation-date", "2025-06-02",
+                             "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -68,10 +69,14 @@ def test_two_workers_answer_and_share_one_audit_chain(tmp_path: Path):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-    verify = subprocess.run([sys.executable, "-m", "radiopal", "audit", "verify", "--db", str(audit)],
-                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "engine")},
-                            timeout=60)
+    verify = subprocess.run([sys.executable, "-m", "radiopal", "audit", "verify", "--db", audit],
+                            capture_output=True, text=True, env=env, timeout=60)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_two_workers_answer_and_share_one_audit_chain(tmp_path: Path):
+    audit = tmp_path / "audit.db"
+    serve_twenty_patient_views(str(audit))
     from radiopal.audit import AuditLog
 
     log = AuditLog(str(audit))

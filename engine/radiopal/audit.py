@@ -69,6 +69,50 @@ KINDS = frozenset({"evaluation", "feedback", "refusal"})
 _WRITE = "radiopal_audit_write"
 
 
+#: The PostgreSQL advisory lock key under which the tables are created (any constant of our own).
+_CREATE_LOCK = 0x72616469  # "radi"
+#: On PostgreSQL, as on SQLite, the records refuse UPDATE and DELETE.
+_PG_APPEND_ONLY = """
+CREATE OR REPLACE FUNCTION radiopal_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'radiopal audit log is append-only'; END $$;
+CREATE OR REPLACE TRIGGER audit_records_append_only BEFORE UPDATE OR DELETE ON audit_records
+FOR EACH ROW EXECUTE FUNCTION radiopal_audit_append_only();
+"""
+
+
+def database_url(target: str) -> str:
+    """A SQLAlchemy URL for ``target``: ``postgresql://`` and ``postgres://`` get the psycopg (3) driver, so users
+    need not know SQLAlchemy's driver names; any other URL is used as given."""
+    for scheme in ("postgresql://", "postgres://"):
+        if target.startswith(scheme):
+            return "postgresql+psycopg://" + target[len(scheme):]
+    return target
+
+
+def shown_url(url: str) -> str:
+    """The URL with its password masked (``***``), for messages and logs."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("@", 1)[-1] if "@" in url else url
+
+
+def _one_line(exc: object, url: str) -> str:
+    """A driver's error on one line, without the URL's password even if the driver quoted it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    text = " ".join(str(exc).split())
+    try:
+        password = make_url(url).password
+    except ArgumentError:
+        password = None
+    return text.replace(str(password), "***") if password else text
+
+
 def default_audit_db() -> str:
     """The audit log used when none is named: ``$RADIOPAL_AUDIT_DB``, else ``radiopal-audit.db`` in the working folder."""
     return os.environ.get("RADIOPAL_AUDIT_DB") or "radiopal-audit.db"
@@ -181,6 +225,9 @@ class AuditLog:
         self.target = str(target)
         self._lock = threading.Lock()
         is_url = "://" in self.target
+        if is_url:
+            url_text = database_url(self.target)
+            self.target = shown_url(url_text)  # never the password, in messages or on screen
         if not is_url:
             path = Path(self.target)
             if not create and not path.is_file():
@@ -195,12 +242,18 @@ class AuditLog:
                 _create_private(path)
             url = f"sqlite:///{path.resolve()}"
         else:
-            url = self.target
+            url = url_text
+        options: dict[str, Any] = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {
+            "pool_pre_ping": True,  # a server restarted under a running service: reconnect instead of failing
+            "connect_args": {"connect_timeout": 10}}
         try:
-            engine: Engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+            engine: Engine = create_engine(url, **options)
         except (ArgumentError, ImportError) as exc:
-            raise InputError(f"{self.target}: not a usable database URL: {exc}",
-                             [Problem(f"not a usable database URL: {exc}", file=self.target)]) from exc
+            hint = "PostgreSQL needs the service extra: pip install 'radiopal[service]'" if isinstance(
+                exc, ImportError) else "e.g. postgresql://user@host:5432/radiopal, or a file path for SQLite"
+            raise InputError(f"{self.target}: not a usable database URL: {_one_line(exc, url)}",
+                             [Problem(f"not a usable database URL: {_one_line(exc, url)}", file=self.target,
+                                      hint=hint)]) from exc
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         if self.is_sqlite:
@@ -222,7 +275,7 @@ class AuditLog:
                 raise InputError(f"{self.target}: not a radiopal audit log",
                                  [Problem("not a radiopal audit log (no audit_records table)", file=self.target)])
         except (SQLAlchemyError, OSError) as exc:
-            message = f"cannot open the audit log: {getattr(exc, 'orig', None) or exc}"
+            message = f"cannot open the audit log: {_one_line(getattr(exc, 'orig', None) or exc, url)}"
             raise InputError(f"{self.target}: {message}", [Problem(message, file=self.target)]) from exc
 
     # --- schema -----------------------------------------------------------------------------------------------
@@ -231,7 +284,12 @@ class AuditLog:
 
         records, head, _cards, _tokens = self._tables
         with self._write() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # Several service nodes may start at once: one creates the tables, the others wait for it.
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_CREATE_LOCK})")
             records.metadata.create_all(conn)
+            if self.engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(_PG_APPEND_ONLY)
             if self.is_sqlite:
                 for action in ("UPDATE", "DELETE"):
                     conn.exec_driver_sql(

@@ -35,6 +35,7 @@ class Problem:
     rule_id: str = ""
     severity: str = "error"
     hint: str = ""
+    consequence_of: str = ""  # ``file:line`` of the error this one follows from (e.g. a file that did not parse)
 
     def location(self) -> str:
         """``file:line:column`` (or the parts that are known), then the field path."""
@@ -57,12 +58,14 @@ class Problem:
         text = f"{loc}: {self.message}" if loc else self.message
         if self.hint:
             text += f" ({self.hint})"
+        if self.consequence_of:
+            text += f" (follows from the error at {self.consequence_of})"
         return text
 
     def to_dict(self) -> dict[str, object]:
         """Plain-data form for JSON output."""
         out: dict[str, object] = {"severity": self.severity, "message": self.message}
-        for key in ("path", "file", "line", "column", "rule_id", "hint"):
+        for key in ("path", "file", "line", "column", "rule_id", "hint", "consequence_of"):
             value = getattr(self, key)
             if value:
                 out[key] = value

@@ -84,6 +84,6 @@ def lint_gate(folder: str | Path | None = None, *, allow_errors: bool = False) -
                    "--allow-lint-errors for an experiment")
         problems = [Problem(summary, file=str(where))]
         problems += [Problem(f"[{f.code}] {f.message}", file=f.file, line=f.line, column=f.column, rule_id=f.rule_id,
-                             hint=f.hint) for f in errors]
+                             hint=f.hint, consequence_of=f.consequence_of) for f in errors]
         raise RulebaseError(f"{where}: {summary}", problems)
     return LintGate(errors=errors, findings=tuple(report.findings))

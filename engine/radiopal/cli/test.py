@@ -19,6 +19,9 @@ def register(sub: Any) -> None:
                         help="also report rule and condition coverage (the table; --coverage-out writes the JSON)")
     parser.add_argument("--coverage-out", metavar="FILE",
                         help="write the coverage as JSON to FILE (implies --coverage); paths are never taken as a file")
+    parser.add_argument("--coverage-html", metavar="FILE",
+                        help="write the coverage as one HTML page to FILE (implies --coverage): each rule file's text "
+                             "with the rules never fired and the condition branches never seen both ways highlighted")
     add_rules_option(parser)
     add_engine_option(parser)
     parser.set_defaults(func=run)
@@ -37,9 +40,15 @@ def run(args: argparse.Namespace) -> int:
                 print(f"ok   {outcome.path} ({outcome.patient_id})")
         else:
             print("\n".join(format_failure(outcome)))
-    if args.coverage or args.coverage_out:
+    if args.coverage or args.coverage_out or args.coverage_html:
         from ..coverage import report_coverage
 
-        report_coverage(rulebase, outcomes, args.coverage_out, sys.stdout)
+        data = report_coverage(rulebase, outcomes, args.coverage_out, sys.stdout)
+        if args.coverage_html:
+            from ..coverage_html import render_coverage_html
+            from ..fileio import write_atomic
+
+            write_atomic(args.coverage_html, render_coverage_html(data, rulebase))
+            print(f"coverage page written to {args.coverage_html}")
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1

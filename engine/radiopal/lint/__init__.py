@@ -26,6 +26,7 @@ Typical use::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -74,7 +75,17 @@ def lint_rules(folder: str | Path | None = None, *, vocabulary: Vocabulary | Non
     ctx = LintContext(where, files, loaded, Logic(loaded.rules, loaded.vocabulary))
     for name, analysis in ANALYSES:
         findings.extend(_guarded(name, analysis, ctx))
+    unread = next((s.problem for s in staged if s.stage in ("read", "schema")), None)
+    if unread is not None:
+        # With rules missing, "nothing uses it" may only mean "the rule that uses it did not load".
+        cause = f"{unread.file}:{unread.line}" if unread.line else unread.file
+        findings = [dataclasses.replace(f, consequence_of=cause) if f.code in _FOLLOW_MISSING_RULES else f
+                    for f in findings]
     return LintReport(where, findings, files=len(files), rules=len(loaded.rules))
+
+
+#: Findings about something no rule uses: with a file or rule left out, the user may be in the missing part.
+_FOLLOW_MISSING_RULES = frozenset({"unused-threshold", "unused-derived"})
 
 
 def _guarded(name: str, analysis: Analysis, ctx: LintContext) -> Iterator[Finding]:

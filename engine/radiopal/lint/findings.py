@@ -101,6 +101,7 @@ class Finding:
     hint: str = ""
     related: tuple[Related, ...] = field(default_factory=tuple)
     rank: int = 0  # loader findings: their order from the loader (schema errors most relevant first); else 0
+    consequence_of: str = ""  # file:line of the error this finding only follows from (listed after the causes)
 
     def __post_init__(self) -> None:
         if not self.severity:
@@ -125,13 +126,15 @@ class Finding:
 
     def sort_key(self) -> tuple[Any, ...]:
         """Errors first; per file, the loader's findings in its order (most useful first), then by position."""
-        return (SEVERITIES.index(self.severity), self.file, 0 if self.rank else 1, self.rank, self.line, self.column,
-                self.code, self.message)
+        return (SEVERITIES.index(self.severity), bool(self.consequence_of), self.file, 0 if self.rank else 1,
+                self.rank, self.line, self.column, self.code, self.message)
 
     def text(self) -> str:
         """``file:line:col: severity [code] RULE: message`` then the hint on its own line."""
         who = f" {self.rule}:" if self.rule else ""
         out = f"{self.location()}: {self.severity} [{self.code}]{who} {self.message}"
+        if self.consequence_of:
+            out += f" (follows from the error at {display_path(self.consequence_of)})"
         if self.hint:
             out += f"\n    hint: {self.hint}"
         return out
@@ -152,6 +155,8 @@ class Finding:
             out["hint"] = self.hint
         if self.related:
             out["related"] = [r.to_dict() for r in self.related]
+        if self.consequence_of:
+            out["consequence_of"] = display_path(self.consequence_of)
         return out
 
 
@@ -214,6 +219,9 @@ class LintReport:
         lines = [f.text() for f in self.findings if SEVERITIES.index(f.severity) <= limit]
         counts = self.counts()
         summary = ", ".join(f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items())
+        following = sum(1 for f in self.findings if f.consequence_of)
+        if following:
+            summary += f" ({following} only follow from another error: fix the first ones and lint again)"
         lines.append(f"{display_path(self.folder)}: {self.files} files, {self.rules} rules: {summary}")
         return "\n".join(lines) + "\n"
 

@@ -71,7 +71,7 @@ def loader_findings(staged: list[StagedProblem]) -> Iterator[Finding]:
     for rank, item in enumerate(staged, start=1):
         p = item.problem
         yield Finding(code_for(item), p.message, rule=item.rule_key or p.rule_id, file=p.file, line=p.line,
-                      column=p.column, path=p.path, hint=p.hint, rank=rank)
+                      column=p.column, path=p.path, hint=p.hint, rank=rank, consequence_of=p.consequence_of)
 
 
 def schema_line_findings(files: list[Path], unreadable: set[str]) -> Iterator[Finding]:

@@ -11,8 +11,10 @@ Compilation to experta is a separate stage (radiopal.rulebase.compile).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import math
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -137,6 +139,7 @@ def collect_rules(
     cat = catalogue or load_catalogue()
     staged: list[StagedProblem] = []
     parsed: list[_ParsedFile] = []
+    lost: dict[str, str] = {}  # derived facts declared by files that could not be read → where that file failed
     files = rule_files(folder)
     if not files:
         staged.append(StagedProblem("read", Problem("no rule files (*.yaml)", file=str(folder))))
@@ -158,6 +161,9 @@ def collect_rules(
                 located = load_text(raw, file=str(path), kind="rule file", max_bytes=RULE_FILE_MAX_BYTES)
         except InputError as exc:
             staged.extend(StagedProblem("read", p) for p in exc.problems)
+            cause = _at(exc.problems[0]) if exc.problems else str(path)
+            for name in declared_leniently(raw or b""):
+                lost.setdefault(name, cause)
             continue
         item = _validated(path, located.data, located.source, staged)
         if item is not None:
@@ -207,9 +213,72 @@ def collect_rules(
         all_rules.extend(rules)
     staged.extend(StagedProblem("rulebase", p, p.rule_id) for p in _duplicates(parsed))
     staged.extend(StagedProblem("rulebase", p) for p in _derivation_problems(parsed, derived, declared_at))
+    staged = _mark_consequences(staged, lost, _dropped_derivers(parsed, staged))
     loaded = LoadedRules(tuple(rule_files_out), tuple(all_rules), full_vocab, cat, str(folder),
                          {str(item.path): item.source for item in parsed}, rule_paths, table)
     return loaded, staged
+
+
+_UNKNOWN_FACT = re.compile(r"^unknown fact '([^']+)'")
+_NOT_DERIVED = re.compile(r"^derived fact '([^']+)': no rule derives it")
+
+
+def declared_leniently(raw: bytes) -> list[str]:
+    """The names a file that does not parse declares under ``derived_facts:`` (block style), read line by line.
+
+    A file with a YAML error declares nothing the loader can see, so every rule elsewhere that reads one of its
+    derived facts would report "unknown fact" — errors that hide their cause. This tolerant pass only serves to
+    recognise those errors as consequences; it never makes a fact known.
+    """
+    names: list[str] = []
+    inside = False
+    for line in raw.decode("utf-8", "replace").splitlines():
+        if re.match(r"^derived_facts\s*:\s*(#.*)?$", line):
+            inside = True
+            continue
+        if inside and line[:1] not in ("", " ", "#"):
+            inside = False
+        match = re.match(r"^  ([A-Za-z_][A-Za-z0-9_]*)\s*:", line) if inside else None
+        if match:
+            names.append(match.group(1))
+    return names
+
+
+def _dropped_derivers(parsed: list[_ParsedFile], staged: list[StagedProblem]) -> dict[str, str]:
+    """Derived fact → where the rule that derives it failed the schema (so it was left out)."""
+    first: dict[tuple[str, str], str] = {}
+    for found in staged:
+        p = found.problem
+        if found.stage == "schema" and p.path.startswith("rules["):
+            first.setdefault((p.file, p.path[:p.path.index("]") + 1]), _at(p))
+    out: dict[str, str] = {}
+    for item in parsed:
+        kept = {i for i, _ in item.rules}
+        for i, raw in enumerate(item.data.get("rules") or ()):
+            then = raw.get("then") if isinstance(raw, dict) else None
+            name = then.get("derive") if isinstance(then, dict) else None
+            if i not in kept and isinstance(name, str):
+                out.setdefault(name, first.get((str(item.path), f"rules[{i}]"), str(item.path)))
+    return out
+
+
+def _mark_consequences(staged: list[StagedProblem], lost: dict[str, str],
+                       dropped: dict[str, str]) -> list[StagedProblem]:
+    """Mark the problems that only follow from another one — a rule reading a derived fact of a file that did not
+    parse, a derived fact whose only rule failed the schema — and list them after the problems that cause them."""
+    causes, consequences = [], []
+    for item in staged:
+        p = item.problem
+        unknown = _UNKNOWN_FACT.match(p.message)
+        underived = _NOT_DERIVED.match(p.message)
+        cause = (lost.get(unknown.group(1)) if unknown else None) or (
+            dropped.get(underived.group(1)) if underived else None)
+        if cause:
+            consequences.append(StagedProblem(item.stage, dataclasses.replace(p, consequence_of=cause),
+                                              item.rule_key))
+        else:
+            causes.append(item)
+    return causes + consequences
 
 
 def _at(problem: Problem) -> str:

@@ -1,0 +1,218 @@
+"""The audit log on a real PostgreSQL server (issue #17 item 6), for several service nodes: one hash chain under
+concurrent writers, JWT replay protection that holds across processes, nothing committed lost when the server crashes
+and restarts, `radiopal serve --workers 2` on it, and clear one-line errors without the password. The server is
+started by the test on 127.0.0.1 (tests/pgserver.py) from the Debian `postgresql` package that `make install`
+installs."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from pgserver import PostgresServer, binaries
+
+pytest.importorskip("psycopg", reason="the PostgreSQL audit log needs the service extra: pip install 'radiopal[service]'")
+
+WRITERS = 4
+PER_WRITER = 40
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresServer]:
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed: `make install` installs the Debian package postgresql")
+    # Under /tmp itself, not pytest's private (0700, root's) folder: the server runs as the postgres user.
+    root = Path(tempfile.mkdtemp(prefix="radiopal-pg-"))
+    try:
+        pg = PostgresServer(root)
+        try:
+            yield pg
+        finally:
+            pg.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def database(server: PostgresServer) -> str:
+    return server.create_database(f"audit_{uuid.uuid4().hex[:12]}")
+
+
+def _append(url: str, writer: int, count: int, start: mp.synchronize.Event, done: mp.Queue) -> None:  # type: ignore[type-arg]
+    from radiopal.audit import AuditLog
+
+    log = AuditLog(url)
+    start.wait(30)
+    committed = []
+    try:
+        for i in range(count):
+            entry = log.record_event("feedback", caller=f"writer-{writer}", context={"writer": writer, "i": i})
+            committed.append((entry.seq, entry.row_hash))  # append returned: the transaction committed
+    except Exception as exc:  # the server went away under us (the crash test): report what committed
+        done.put((writer, committed, type(exc).__name__))
+        return
+    finally:
+        log.dispose()
+    done.put((writer, committed, None))
+
+
+def _run_writers(url: str, count: int, during=None) -> list[tuple[int, list[tuple[int, str]], str | None]]:
+    context = mp.get_context("spawn")  # fresh processes: no engine or connection crosses a fork
+    start, done = context.Event(), context.Queue()
+    procs = [context.Process(target=_append, args=(url, w, count, start, done)) for w in range(WRITERS)]
+    for p in procs:
+        p.start()
+    start.set()
+    if during is not None:
+        during()
+    results = [done.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(60)
+    return results
+
+
+def test_concurrent_writers_keep_one_hash_chain(database: str):
+    from radiopal.audit import AuditLog
+
+    AuditLog(database).dispose()  # the tables exist before the writers race (they would also create them safely)
+    results = _run_writers(database, PER_WRITER)
+    assert all(error is None for _, _, error in results)
+    seqs = sorted(seq for _, committed, _ in results for seq, _ in committed)
+    assert seqs == list(range(1, WRITERS * PER_WRITER + 1))  # no gap, no duplicate
+    log = AuditLog(database, create=False)
+    try:
+        report = log.verify()
+        assert report.ok and report.records == WRITERS * PER_WRITER
+        writers = {r.caller for r in log.recent(limit=1000)}
+        assert writers == {f"writer-{w}" for w in range(WRITERS)}
+    finally:
+        log.dispose()
+
+
+def _claim(url: str, start: mp.synchronize.Event, done: mp.Queue) -> None:  # type: ignore[type-arg]
+    import time
+
+    from radiopal.audit import AuditLog
+
+    log = AuditLog(url)
+    start.wait(30)
+    done.put(log.claim_token_id("https://ehr.example", "jti-1", time.time() + 300))
+    log.dispose()
+
+
+def test_a_jwt_id_is_accepted_once_across_processes(database: str):
+    from radiopal.audit import AuditLog
+
+    AuditLog(database).dispose()
+    context = mp.get_context("spawn")
+    start, done = context.Event(), context.Queue()
+    procs = [context.Process(target=_claim, args=(database, start, done)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    start.set()
+    answers = [done.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert sorted(answers) == [False] * 5 + [True]
+
+
+def test_tables_created_by_several_nodes_at_once(database: str):
+    """Nodes starting together: one creates the tables (under an advisory lock), none fails, one head row."""
+    results = _run_writers(database, 1)
+    assert all(error is None for _, _, error in results)
+    from radiopal.audit import AuditLog
+
+    log = AuditLog(database, create=False)
+    try:
+        assert log.verify().ok and log.verify().records == WRITERS
+    finally:
+        log.dispose()
+
+
+def test_a_server_crash_loses_nothing_committed(server: PostgresServer, database: str):
+    """Writers append while the server is stopped at once (as a crash: no checkpoint); after the restart every record
+    whose append returned is there with the same hash, and the chain verifies."""
+    import time
+
+    from radiopal.audit import AuditLog
+
+    AuditLog(database).dispose()
+
+    def crash_midway() -> None:
+        time.sleep(1.0)
+        server.crash()
+
+    results = _run_writers(database, 10_000, during=crash_midway)
+    assert any(error is not None for _, _, error in results), "the crash did not interrupt the writers"
+    committed = {seq: row_hash for _, done, _ in results for seq, row_hash in done}
+    assert committed, "nothing committed before the crash"
+    server.start()
+    server.wait_ready()
+    log = AuditLog(database, create=False)
+    try:
+        report = log.verify()
+        assert report.ok, report
+        for seq, row_hash in committed.items():
+            record = log.get(seq)
+            assert record is not None and record.row_hash == row_hash, seq
+        assert report.records >= len(committed)
+        # The service keeps going after the restart: the next append continues the chain.
+        after = log.record_event("feedback", caller="after-restart", context={})
+        assert after.seq == report.records + 1 and log.verify().ok
+    finally:
+        log.dispose()
+
+
+def test_the_records_cannot_be_edited_on_postgresql(database: str):
+    import psycopg
+
+    from radiopal.audit import AuditLog
+
+    log = AuditLog(database)
+    log.record_event("feedback", caller="t", context={})
+    log.dispose()
+    url = database.replace("postgresql://", "postgresql://", 1)
+    with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+        conn.execute("UPDATE audit_records SET caller = 'someone else'")
+
+
+def test_an_unreachable_server_is_one_line_without_the_password(free_port_url: str):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "engine")}
+    done = subprocess.run([sys.executable, "-m", "radiopal", "audit", "verify", "--db", free_port_url],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) <= 2 and "cannot open the audit log" in lines[0], done.stderr
+    assert "s3cret" not in done.stderr + done.stdout and "Traceback" not in done.stderr
+    assert "***" in done.stderr
+
+
+@pytest.fixture
+def free_port_url() -> str:
+    from radiopal.service.sandbox import free_port
+
+    return f"postgresql://radiopal:s3cret@127.0.0.1:{free_port()}/audit"
+
+
+def test_serve_with_two_workers_on_postgresql(database: str, tmp_path: Path):
+    from radiopal.audit import AuditLog
+    from test_serve_workers import serve_twenty_patient_views
+
+    serve_twenty_patient_views(database)
+    log = AuditLog(database, create=False)
+    try:
+        assert len(log.recent(limit=100, kind="evaluation")) == 20
+        report = log.verify()
+        assert report.ok and report.records == 20
+    finally:
+        log.dispose()
