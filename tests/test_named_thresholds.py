@@ -253,7 +253,10 @@ def test_explanations_and_the_graph_show_the_name_and_its_citation():
     text = render_text(explained)
     assert "wbc_or_anc_current < 2.4 ×10⁹/L (wbc_floor_beta) — now 2 ×10⁹/L" in text
     assert "wbc_floor_beta: ELIG-GEN-10 [V-sec]" in text
-    assert "(wbc_floor_beta)" in json.dumps(result.graph.to_dict(), ensure_ascii=False)
+    lines = [c for n in result.graph.to_dict()["nodes"] for c in n.get("conditions") or []
+             if c.get("threshold") == "wbc_floor_beta"]
+    assert lines and all("(wbc_floor_beta)" in c["test"] for c in lines)
+    assert all(c["threshold_citation"].startswith("ELIG-GEN-10 [V-sec]: metastron_uspi") for c in lines)
 
     document = yaml.safe_load((REPO / "examples" / "patient-mcrpc.yaml").read_text(encoding="utf-8"))
     document["treatment_history"]["chemotherapy"][0]["last_dose_date"] = "2025-09-01"

@@ -197,14 +197,24 @@ def _outcome_texts(firing: Firing) -> tuple[list[dict[str, Any]], dict[str, str]
             node = o.node
             if not isinstance(node, Compare):
                 continue
-            lines.append({"id": node.cid, "test": node.describe(), "result": o.value.value,
-                          "observed": display(o.observed) if o.value.value != "unknown" else "unknown",
-                          "fact": node.name})
+            line = {"id": node.cid, "test": node.describe(), "result": o.value.value,
+                    "observed": display(o.observed) if o.value.value != "unknown" else "unknown", "fact": node.name}
+            if node.threshold:
+                line["threshold"] = node.threshold
+            lines.append(line)
             if node.subject in ("fact", "days_since"):
                 text = f"{node.op} {node.threshold_text()}: {o.value.value}"
                 labels[node.name] = (labels[node.name] + "; " + text) if node.name in labels else text
         texts = firing.memo["graph_texts"] = (lines, labels)
     return texts
+
+
+def _cited(line: dict[str, Any], thresholds: ThresholdTable) -> dict[str, Any]:
+    """A condition line with the citation of its named threshold (where the number comes from) beside it."""
+    named = thresholds.get(line["threshold"]) if "threshold" in line else None
+    if named is None:
+        return line
+    return {**line, "threshold_citation": named.citation, **({"unverified": True} if named.verification == "U" else {})}
 
 
 def build_graph(result: Result) -> ReasoningGraph:
@@ -226,6 +236,7 @@ def build_graph(result: Result) -> ReasoningGraph:
                        reasons=list(d.reasons), unverified=d.unverified or None, default=d.is_default or None,
                        group=d.therapy)
     rule_cache = result.rulebase.rule_node_attributes
+    thresholds = result.rulebase.thresholds
     added: dict[str, int] = {}  # fact name → id of the FactValue last added under it
 
     def add_fact(fact: FactValue) -> None:
@@ -238,6 +249,7 @@ def build_graph(result: Result) -> ReasoningGraph:
         node_id = _rule_node_id(firing)
         edge_kind, final = decided.get(id(firing), ("", ""))
         lines, labels = _outcome_texts(firing)
+        lines = [_cited(line, thresholds) for line in lines]
         graph.add_node(
             node_id, "rule", rule.title, **_rule_attributes(rule, catalogue, rule_cache), therapy=firing.therapy,
             overridden=(edge_kind == "overridden") or None, overridden_by=final if edge_kind == "overridden" else None,
