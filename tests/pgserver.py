@@ -58,6 +58,11 @@ class PostgresServer:
             raise RuntimeError(f"{' '.join(command)} failed: {done.stdout}{done.stderr}{log[-2000:]}")
 
     def start(self) -> None:
+        """Start the server (a no-op when it is already running)."""
+        status = subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "status"],
+                                capture_output=True, timeout=60)
+        if status.returncode == 0:
+            return
         options = f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1"
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w",
                   "-t", "60", "start")

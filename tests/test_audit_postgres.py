@@ -48,37 +48,53 @@ def database(server: PostgresServer) -> str:
     return server.create_database(f"audit_{uuid.uuid4().hex[:12]}")
 
 
-def _append(url: str, writer: int, count: int, start: mp.synchronize.Event, done: mp.Queue) -> None:  # type: ignore[type-arg]
-    from radiopal.audit import AuditLog
-
-    log = AuditLog(url)
-    start.wait(30)
-    committed = []
+def _append(url: str, writer: int, count: int, ready: mp.Queue, start: mp.synchronize.Event,  # type: ignore[type-arg]
+            progress: mp.synchronize.Event, done: mp.Queue) -> None:  # type: ignore[type-arg]
+    """Append ``count`` records; report (writer, committed (seq, hash) pairs, error name or None). Every failure is
+    reported, so the test never waits for a writer that died."""
+    committed: list[tuple[int, str]] = []
+    log = None
     try:
+        from radiopal.audit import AuditLog
+
+        log = AuditLog(url)
+        ready.put(writer)
+        start.wait(60)
         for i in range(count):
             entry = log.record_event("feedback", caller=f"writer-{writer}", context={"writer": writer, "i": i})
             committed.append((entry.seq, entry.row_hash))  # append returned: the transaction committed
+            if len(committed) == 10:
+                progress.set()
     except Exception as exc:  # the server went away under us (the crash test): report what committed
         done.put((writer, committed, type(exc).__name__))
         return
     finally:
-        log.dispose()
+        if log is not None:
+            log.dispose()
     done.put((writer, committed, None))
 
 
 def _run_writers(url: str, count: int, during=None) -> list[tuple[int, list[tuple[int, str]], str | None]]:
+    """WRITERS processes appending at once. ``during`` runs once they have all connected and some have committed."""
     context = mp.get_context("spawn")  # fresh processes: no engine or connection crosses a fork
-    start, done = context.Event(), context.Queue()
-    procs = [context.Process(target=_append, args=(url, w, count, start, done)) for w in range(WRITERS)]
+    ready, start, progress, done = context.Queue(), context.Event(), context.Event(), context.Queue()
+    procs = [context.Process(target=_append, args=(url, w, count, ready, start, progress, done))
+             for w in range(WRITERS)]
     for p in procs:
         p.start()
-    start.set()
-    if during is not None:
-        during()
-    results = [done.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(60)
-    return results
+    try:
+        for _ in procs:
+            ready.get(timeout=180)  # every writer has imported radiopal and connected (slow on a loaded machine)
+        start.set()
+        if during is not None:
+            assert progress.wait(120), "no writer committed anything"
+            during()
+        return [done.get(timeout=300) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(60)
+            if p.is_alive():
+                p.kill()
 
 
 def test_concurrent_writers_keep_one_hash_chain(database: str):
@@ -99,15 +115,20 @@ def test_concurrent_writers_keep_one_hash_chain(database: str):
         log.dispose()
 
 
-def _claim(url: str, start: mp.synchronize.Event, done: mp.Queue) -> None:  # type: ignore[type-arg]
+def _claim(url: str, ready: mp.Queue, start: mp.synchronize.Event, done: mp.Queue) -> None:  # type: ignore[type-arg]
     import time
 
-    from radiopal.audit import AuditLog
+    try:
+        from radiopal.audit import AuditLog
 
-    log = AuditLog(url)
-    start.wait(30)
-    done.put(log.claim_token_id("https://ehr.example", "jti-1", time.time() + 300))
-    log.dispose()
+        log = AuditLog(url)
+        ready.put(True)
+        start.wait(60)
+        done.put(log.claim_token_id("https://ehr.example", "jti-1", time.time() + 300))
+        log.dispose()
+    except Exception as exc:
+        ready.put(True)
+        done.put(type(exc).__name__)
 
 
 def test_a_jwt_id_is_accepted_once_across_processes(database: str):
@@ -115,15 +136,17 @@ def test_a_jwt_id_is_accepted_once_across_processes(database: str):
 
     AuditLog(database).dispose()
     context = mp.get_context("spawn")
-    start, done = context.Event(), context.Queue()
-    procs = [context.Process(target=_claim, args=(database, start, done)) for _ in range(6)]
+    ready, start, done = context.Queue(), context.Event(), context.Queue()
+    procs = [context.Process(target=_claim, args=(database, ready, start, done)) for _ in range(6)]
     for p in procs:
         p.start()
-    start.set()
-    answers = [done.get(timeout=120) for _ in procs]
+    for _ in procs:
+        ready.get(timeout=180)
+    start.set()  # all six claim at once
+    answers = [done.get(timeout=180) for _ in procs]
     for p in procs:
         p.join(60)
-    assert sorted(answers) == [False] * 5 + [True]
+    assert sorted(answers, key=str) == [False] * 5 + [True]
 
 
 def test_tables_created_by_several_nodes_at_once(database: str):
@@ -149,15 +172,17 @@ def test_a_server_crash_loses_nothing_committed(server: PostgresServer, database
     AuditLog(database).dispose()
 
     def crash_midway() -> None:
-        time.sleep(1.0)
+        time.sleep(0.3)
         server.crash()
 
-    results = _run_writers(database, 10_000, during=crash_midway)
+    try:
+        results = _run_writers(database, 10_000, during=crash_midway)
+    finally:
+        server.start()  # whatever happened, the later tests get their server back
+        server.wait_ready()
     assert any(error is not None for _, _, error in results), "the crash did not interrupt the writers"
     committed = {seq: row_hash for _, done, _ in results for seq, row_hash in done}
     assert committed, "nothing committed before the crash"
-    server.start()
-    server.wait_ready()
     log = AuditLog(database, create=False)
     try:
         report = log.verify()
