@@ -288,3 +288,21 @@ def test_the_reference_page_lists_every_threshold_and_marks_the_unverified(tmp_p
         row = next(line for line in page.splitlines() if line.startswith(f"| `{name}` |"))
         assert ("**[U]**" in row) == (threshold.verification == "U"), name
     assert "`beta-platelet-caution-zone`" in page and "../shared" not in page
+
+
+def test_dose_bands_declared_to_tile_a_range_are_held_to_it(tmp_path: Path):
+    """BHA-02: every CrCl from 30 up has a zoledronic acid dose. A band edge written out (42) instead of named leaves
+    [40, 42) without a dose: the declared tiling is broken, an error at the relation; moving the named edge instead
+    moves both bands that share it and breaks nothing."""
+    rules = _copy(tmp_path)
+    path = rules / "bone-health.yaml"
+    text = path.read_text(encoding="utf-8")
+    edge = '{fact: crcl, op: ">=", threshold: zoledronic_crcl_3_3mg_min}'
+    assert text.count(edge) == 1
+    path.write_text(text.replace(edge, '{fact: crcl, op: ">=", value: 42, unit: "mL/min"}'), encoding="utf-8")
+    broken = [f for f in lint_rules(rules).errors if f.code == "relation-violated"]
+    assert len(broken) == 1 and "zoledronic-doses-tile-crcl" in broken[0].message
+    assert "crcl in [40, 42) mL/min" in broken[0].message and broken[0].file.endswith("thresholds.yaml")
+    moved = _copy(tmp_path, "moved")
+    _set_value(moved, "zoledronic_crcl_3_3mg_min", "42")
+    assert not lint_rules(moved).errors

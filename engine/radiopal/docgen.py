@@ -523,9 +523,11 @@ def thresholds_page(loaded: Any) -> str:
                      users, detail))
     out += _table(("name", "value", "tag", "brief rule", "sources", "used by", "note"), rows)
     if table.relations:
-        out += ["", "## Declared relations", "", "Lint (`relation-violated`) holds the values to these orders.", ""]
+        out += ["", "## Declared relations", "", "Lint (`relation-violated`) holds the values to these orders, and the dose "
+                "bands to the ranges they must tile.", ""]
         out += _table(("relation", "order", "why"), (
-            (f"`{r.id}`", (" < " if r.strict else " ≤ ").join(f"`{n}`" for n in r.order), r.note)
+            (f"`{r.id}`", (" < " if r.strict else " ≤ ").join(f"`{n}`" for n in r.order) if r.order else
+             f"the doses of `{r.tiles[0]}` tile `{r.tiles[1]}`" if r.tiles else "", r.note)
             for r in table.relations))
     out.append("")
     return "\n".join(out)

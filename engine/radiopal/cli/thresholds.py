@@ -71,8 +71,9 @@ def thresholds_listing(loaded: Any, names: list[str]) -> dict[str, Any]:
         items.append(entry)
     return {"rules": display_path(loaded.folder), "file": display_path(table.file) if table.file else None,
             "version": table.version, "thresholds": items,
-            "relations": [{"id": r.id, "order": list(r.order), "strict": r.strict, "note": r.note,
-                           "line": r.line} for r in table.relations]}
+            "relations": [{"id": r.id, "order": list(r.order), "strict": r.strict, "note": r.note, "line": r.line,
+                           **({"tiles": {"therapy": r.tiles[0], "fact": r.tiles[1]}} if r.tiles else {})}
+                          for r in table.relations]}
 
 
 def _text(listing: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from ..rulebase.thresholds import ThresholdTable, in_unit, usage
 from .context import LintContext
 from .domains import format_number
 from .findings import Finding, Related
+from .thresholds import dose_holes
 
 
 def check(ctx: LintContext) -> Iterator[Finding]:
@@ -27,6 +28,7 @@ def check(ctx: LintContext) -> Iterator[Finding]:
     if not table.file:
         return
     yield from _relations(table)
+    yield from _tilings(ctx, table)
     used = usage(ctx.rules)
     for name, threshold in table.thresholds.items():
         if name not in used:
@@ -36,8 +38,27 @@ def check(ctx: LintContext) -> Iterator[Finding]:
     yield from _unnamed(ctx)
 
 
+def _tilings(ctx: LintContext, table: ThresholdTable) -> Iterator[Finding]:
+    for relation in table.relations:
+        if relation.tiles is None:
+            continue
+        therapy, fact = relation.tiles
+        holes = dose_holes(ctx, therapy, fact)
+        if holes is None:
+            yield Finding("relation-violated", f"relation {relation.id!r}: {therapy} has no dose band on {fact}, so "
+                          f"there is nothing to tile: {relation.note}", file=relation.file, line=relation.line,
+                          path=f"relations[{relation.id}]", hint="check the therapy and the fact the relation names")
+        elif holes:
+            yield Finding("relation-violated", f"relation {relation.id!r}: the dose bands of {therapy} leave "
+                          f"{'; '.join(holes)} without a dose or a block: {relation.note}", file=relation.file,
+                          line=relation.line, path=f"relations[{relation.id}]",
+                          hint="make the band edges meet (the dose-gap finding points at the rule)")
+
+
 def _relations(table: ThresholdTable) -> Iterator[Finding]:
     for relation in table.relations:
+        if relation.tiles is not None:
+            continue
         named = [table.thresholds[n] for n in relation.order if n in table.thresholds]
         if len(named) != len(relation.order):
             continue  # an undefined name: the loader has reported it
@@ -67,13 +88,13 @@ def _unnamed(ctx: LintContext) -> Iterator[Finding]:
                         and node.value != 0):
                     line, column, path = ctx.where(rule, node)
                     yield Finding("unnamed-number",
-                                  f"{rule.key}: `{node.describe()}` writes the number {format_number(node.value)} "
-                                  "itself", rule=rule.key, file=rule.file, line=line, column=column, path=path,
+                                  f"`{node.describe()}` writes the number {format_number(node.value)} itself",
+                                  rule=rule.key, file=rule.file, line=line, column=column, path=path,
                                   hint="define it once in thresholds.yaml and write `threshold: NAME` here")
         date = rule.then.earliest_date
         if date is not None and not date.threshold and date.plus_days:
             line, column, path = ctx.where(rule, None, "then", "earliest_date", "plus_days")
-            yield Finding("unnamed-number", f"{rule.key}: the deferral writes plus_days {date.plus_days} itself",
+            yield Finding("unnamed-number", f"the deferral writes plus_days {date.plus_days} itself",
                           rule=rule.key, file=rule.file, line=line, column=column, path=path,
                           hint="define the interval once in thresholds.yaml and write `plus_days: {threshold: NAME}`")
 

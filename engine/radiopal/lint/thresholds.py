@@ -271,3 +271,25 @@ def _share_therapy(a: Rule, b: Rule) -> bool:
 
 
 __all__ = ["INF", "check"]
+
+
+def dose_holes(ctx: LintContext, therapy: str, fact: str) -> list[str] | None:
+    """The ranges of ``fact`` where no dose band of ``therapy`` applies and no rule blocks it (``crcl in (39, 40)
+    mL/min``), or None when the therapy has no dose band on that fact."""
+    var: Var = ("fact", fact)
+    if var not in ctx.logic.vars or not ctx.logic.vars[var].numeric:
+        return None
+    rules = [r for t, rs in ctx.therapy_rules() if t == therapy for r in rs if not r.requires and not r.then.derive]
+    dnfs: dict[int, DNF] = {}
+    for rule in rules:
+        try:
+            dnfs[id(rule)] = ctx.logic.fires(rule, therapy, T)
+        except TooComplex:
+            continue
+    considered = [r for r in rules if id(r) in dnfs and dnfs[id(r)]]
+    doses = _bands(ctx, var, [r for r in considered if r.then.dose_mg is not None], dnfs)
+    if not doses:
+        return None
+    blocks = _bands(ctx, var, [r for r in considered if r.then.status in BLOCKING], dnfs)
+    integral = ctx.logic.vars[var].full.values.integral  # type: ignore[union-attr]
+    return [_range(ctx, var, hole) for hole in _holes(_union(doses + blocks, integral))]

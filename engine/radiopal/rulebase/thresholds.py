@@ -66,7 +66,8 @@ class Threshold:
 
 @dataclass(frozen=True)
 class Relation:
-    """Thresholds that must ascend in the given order (strictly unless ``strict`` is false)."""
+    """Thresholds that must ascend in the given order (strictly unless ``strict`` is false), or (``tiles``) the dose
+    bands of a therapy on a fact that must leave no value without a dose or a block."""
 
     id: str
     order: tuple[str, ...]
@@ -74,6 +75,7 @@ class Relation:
     note: str
     file: str = ""
     line: int = 0
+    tiles: tuple[str, str] | None = None  # (therapy, fact): its dose bands must leave no hole
 
 
 @dataclass(frozen=True)
@@ -133,13 +135,14 @@ def load_thresholds(folder: str | Path, references: Iterable[str]) -> tuple[Thre
     relations = []
     for i, raw in enumerate(data.get("relations", ())):
         at = ("relations", i)
-        for j, name in enumerate(raw["order"]):
+        for j, name in enumerate(raw.get("order", ())):
             if name not in table:
                 checker.problem((*at, "order", j), f"relation {raw['id']!r} names {name!r}, which is not defined "
                                                    "under thresholds", hint_for(name, table))
         line, _ = source.where(at)
-        relations.append(Relation(raw["id"], tuple(raw["order"]), bool(raw.get("strict", True)), raw["note"],
-                                  str(path), line))
+        tiles = raw.get("tiles")
+        relations.append(Relation(raw["id"], tuple(raw.get("order", ())), bool(raw.get("strict", True)), raw["note"],
+                                  str(path), line, (tiles["therapy"], tiles["fact"]) if tiles else None))
     problems = checker.problems + _unit_clashes(relations, table, checker) + _cycles(relations, str(path))
     return ThresholdTable(table, tuple(relations), str(path), str(data["version"]), data), problems
 
