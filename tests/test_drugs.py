@@ -165,3 +165,14 @@ def test_the_shipped_rules_name_drugs_never_spellings():
                             named.add(inner.value)
     assert named == {"docetaxel", "doxorubicin", "estramustine", "vinblastine"}
     assert named <= set(load_drugs().terms)
+
+
+def test_the_text_output_shows_the_warning_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from radiopal.cli import main
+
+    document = _document()
+    document["treatment_history"]["chemotherapy"][0]["agent"] = "Zorbaxin"
+    path = tmp_path / "patient.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    assert main(["recommend", str(path), "--format", "text"]) == 0
+    assert capsys.readouterr().out.count("'Zorbaxin' is not in radiopal's drug vocabulary") == 1

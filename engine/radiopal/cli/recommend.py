@@ -146,9 +146,6 @@ def render_text(result: Any) -> str:
         for a in result.advisories:
             mark = " [U]" if a.unverified else ""
             lines.append(f"  {a.severity:<7} {a.id}{mark} ({a.rule}): {a.text}")
-    if getattr(result, "warnings", None):
-        lines += ["", "Warnings (input that could not be used):"]
-        lines += [f"  {w['source']} {w['element']}: {w['message']}" for w in result.warnings]
     if result.missing_data:
         lines += ["", "Missing data: " + ", ".join(result.missing_data)]
     if result.warnings:
