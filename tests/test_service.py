@@ -650,14 +650,18 @@ def test_a_jwt_replayed_to_another_service_process_sharing_the_audit_log_is_401(
     assert fresh.status_code == 200
 
 
-def test_an_expired_jwt_id_may_be_used_again_and_is_then_remembered_anew(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.db")
+def check_expired_ids_renew(log: AuditLog) -> None:
+    """An expired JWT id may be used again and is then remembered anew; ids are per issuer (any backend)."""
     now = time.time()
     assert log.claim_token_id(ISSUER, "abc", now - 1)  # first use, already expired
     assert log.claim_token_id(ISSUER, "abc", now + 300)  # expired entries do not block
     assert not log.claim_token_id(ISSUER, "abc", now + 300)  # now remembered
     assert log.claim_token_id("https://other-ehr.example", "abc", now + 300)  # per issuer
     log.dispose()
+
+
+def test_an_expired_jwt_id_may_be_used_again_and_is_then_remembered_anew(tmp_path: Path) -> None:
+    check_expired_ids_renew(AuditLog(tmp_path / "audit.db"))
 
 
 def test_the_service_answers_nothing_but_401_without_a_jwt(secured: str) -> None:

@@ -319,6 +319,8 @@ class AuditLog:
 
         tokens = self._tables[3]
         now = time.time()
+        if self.engine.dialect.name == "postgresql":
+            return self._claim_postgresql(issuer, jti, until, now)
         key = (tokens.c.issuer == issuer) & (tokens.c.jti == jti)
         try:
             with self._write() as conn:
@@ -333,6 +335,29 @@ class AuditLog:
         except IntegrityError:  # another process inserted the same id between our read and write
             return False
         return True
+
+    def _claim_postgresql(self, issuer: str, jti: str, until: float, now: float) -> bool:
+        """One statement claims the id: inserted, or an expired entry renewed; a live entry makes it a replay.
+
+        ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` locks the conflicting row and re-checks the condition on its
+        newest version, so of several nodes claiming the same id at once exactly one gets a row back, also when an
+        expired entry is renewed (reading it first and then updating would let every reader renew it). Expired
+        entries are dropped afterwards, in their own transaction.
+        """
+        from sqlalchemy import delete
+        from sqlalchemy.dialects.postgresql import insert
+
+        tokens = self._tables[3]
+        fresh = insert(tokens).values(issuer=issuer, jti=jti, until=until)
+        claim = fresh.on_conflict_do_update(
+            index_elements=[tokens.c.issuer, tokens.c.jti], set_={"until": fresh.excluded.until},
+            where=tokens.c.until <= now,
+        ).returning(tokens.c.jti)
+        with self.engine.begin() as conn:
+            claimed = conn.execute(claim).first() is not None
+        with self.engine.begin() as conn:
+            conn.execute(delete(tokens).where(tokens.c.until < now))
+        return claimed
 
     def record(self, result: Result, *, caller: str, context: Mapping[str, Any] | None = None,
                record_id: str | None = None, cards: Mapping[str, str] | None = None) -> AuditEntry:

@@ -80,7 +80,12 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         import os
 
+        from ..audit import AuditLog, default_audit_db
         from ..service.app import SETTINGS_ENV, settings_to_json
+
+        # Open the audit log once here: its tables exist before the workers start, and a database that cannot be
+        # reached is one clear error now, not a traceback from every worker that uvicorn restarts for ever.
+        AuditLog(settings.audit_db or default_audit_db()).dispose()
 
         # Each worker process builds its own app from these settings (no secrets: keys are read from --jwks).
         os.environ[SETTINGS_ENV] = settings_to_json(settings)
