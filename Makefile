@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install sysdeps lint docs bench bench-cohort fuzz loadtest clean
+.PHONY: demo test install sysdeps lint docs bench bench-cohort bench-audit fuzz loadtest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ N ?= 100000
 bench-cohort: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/bench_cohort.py --sizes $(N) --modes dask --workers 2
+
+# Audit log appends per second, SQLite vs a throw-away PostgreSQL, 1 and 4 writer processes; appends to benchmarks/results/.
+bench-audit: install
+	$(BIN)/python benchmarks/bench_audit.py
 
 fuzz: install
 	RADIOPAL_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest -q tests/test_fuzz.py
