@@ -235,6 +235,30 @@ def test_a_server_crash_loses_nothing_committed(server: PostgresServer, database
         log.dispose()
 
 
+def test_a_server_gone_after_the_log_was_opened_is_one_clear_error(server: PostgresServer, database: str):
+    """Reads and appends on a log whose server went away: an InputError naming the log on one line, the password
+    masked (not the driver's multi-line message, which the CLI reported as a bug); after the restart all works."""
+    from radiopal.audit import AuditLog
+    from radiopal.errors import InputError
+
+    log = AuditLog(database.replace("postgres@", "postgres:pw-7q@", 1))  # trust auth: the password is not checked
+    log.record_event("feedback", caller="t", context={})
+    try:
+        server.crash()
+        for call, action in ((log.verify, "read"), (lambda: log.record_event("feedback", caller="t", context={}),
+                                                    "write to")):
+            with pytest.raises(InputError) as caught:
+                call()
+            lines = caught.value.lines()
+            assert len(lines) == 1 and "\n" not in lines[0], lines
+            assert f"cannot {action} the audit log" in lines[0] and "pw-7q" not in lines[0] and "***" in lines[0]
+    finally:
+        server.start()
+        server.wait_ready()
+    assert log.verify().ok and log.verify().records == 1
+    log.dispose()
+
+
 def test_the_records_cannot_be_edited_on_postgresql(database: str):
     import psycopg
 

@@ -255,6 +255,7 @@ class AuditLog:
                              [Problem(f"not a usable database URL: {_one_line(exc, url)}", file=self.target,
                                       hint=hint)]) from exc
         self.engine = engine
+        self._url = url  # for masking its password in error messages (the engine holds it anyway)
         self.is_sqlite = engine.dialect.name == "sqlite"
         if self.is_sqlite:
             # pysqlite opens transactions lazily and never with IMMEDIATE; take over so a write transaction holds the
@@ -276,6 +277,18 @@ class AuditLog:
                                  [Problem("not a radiopal audit log (no audit_records table)", file=self.target)])
         except (SQLAlchemyError, OSError) as exc:
             message = f"cannot open the audit log: {_one_line(getattr(exc, 'orig', None) or exc, url)}"
+            raise InputError(f"{self.target}: {message}", [Problem(message, file=self.target)]) from exc
+
+    @contextmanager
+    def _database_errors(self, action: str) -> Iterator[None]:
+        """A database that fails after the log was opened (server down, connection lost): one clear error naming the
+        log, password masked, instead of the driver's multi-line message and a traceback."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            message = f"cannot {action}: {_one_line(getattr(exc, 'orig', None) or exc, self._url)}"
             raise InputError(f"{self.target}: {message}", [Problem(message, file=self.target)]) from exc
 
     # --- schema -----------------------------------------------------------------------------------------------
@@ -396,7 +409,7 @@ class AuditLog:
 
         records, head, card_index, _tokens = self._tables
         rid = record_id or str(uuid.uuid4())
-        with self._write() as conn:
+        with self._database_errors("write to the audit log"), self._write() as conn:
             query = select(head.c.seq, head.c.row_hash).where(head.c.id == 1)
             if not self.is_sqlite:
                 query = query.with_for_update()
@@ -418,7 +431,7 @@ class AuditLog:
         records = self._tables[0]
         text = str(key)
         where = records.c.seq == int(text) if text.isdigit() else records.c.record_id == text
-        with self.engine.connect() as conn:
+        with self._database_errors("read the audit log"), self.engine.connect() as conn:
             row = conn.execute(select(records).where(where)).mappings().first()
         return _record(row) if row is not None else None
 
@@ -427,7 +440,7 @@ class AuditLog:
         from sqlalchemy import select
 
         cards = self._tables[2]
-        with self.engine.connect() as conn:
+        with self._database_errors("read the audit log"), self.engine.connect() as conn:
             row = conn.execute(
                 select(cards.c.record_id, cards.c.service_id).where(cards.c.card_uuid == card_uuid)
             ).first()
@@ -444,7 +457,7 @@ class AuditLog:
             query = query.where(records.c.patient_id == patient_id)
         if kind is not None:
             query = query.where(records.c.kind == kind)
-        with self.engine.connect() as conn:
+        with self._database_errors("read the audit log"), self.engine.connect() as conn:
             return [_record(r) for r in conn.execute(query).mappings()]
 
     def _rows(self, conn: Connection) -> Iterator[Mapping[Any, Any]]:
@@ -461,7 +474,7 @@ class AuditLog:
         head = self._tables[1]
         report = VerifyReport()
         expected_seq, prev = 1, GENESIS_HASH
-        with self.engine.connect() as conn:
+        with self._database_errors("read the audit log"), self.engine.connect() as conn:
             for row in self._rows(conn):
                 seq = int(row["seq"])
                 problem = None
